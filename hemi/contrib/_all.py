@@ -1,0 +1,6 @@
+"""Imports every module that registers signs, and declares the signs not built yet."""
+
+from ..core import clock, fcache, resolv  # noqa: F401
+from ..core.registry import registry
+from . import planned  # noqa: F401
+from ..web import app, rule, server  # noqa: F401,E402

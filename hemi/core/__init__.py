@@ -1,0 +1,1 @@
+"""Components, the sign registry, the stage lifecycle, fixtures and logging."""

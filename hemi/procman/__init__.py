@@ -1,0 +1,1 @@
+"""Running a stage: the single-process runner now; the leader/worker manager comes later."""

@@ -1,0 +1,537 @@
+"""HTTP/1.x connections: the asyncio protocol around the sans-IO codec.
+
+Requests on one connection are answered in order. A handler that completes synchronously is
+answered inline from ``data_received`` (no task, no future): that is the fast path that keeps a
+fixed-text or cached-file response cheap. A handler that awaits runs in one task per exchange,
+and reading is paused while its body is not being consumed (back-pressure). Every way out —
+timeout, bad bytes, client gone, shutdown — goes through ``_close`` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import HTTPError, error_page, reason_of
+from ..exchange import Request, Response, TEXT_HTML
+from ..paths import decode_path, split_target
+from .codec import (NEED_DATA, PAUSED, CLOSED, Body, EndOfMessage, ProtocolError, RequestHead, RequestParser,
+                    encode_chunk, encode_last_chunk)
+
+if TYPE_CHECKING:
+    from ...net.gate import Gate
+    from ..server import WebServer
+
+log = logging.getLogger("hemi.web.http1")
+
+HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unread
+DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+
+
+def status_line(status: int, version: str = "1.1") -> bytes:
+    key = (status, version)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason_of(status)}\r\n".encode("latin-1")
+        _STATUS_LINES[key] = line
+    return line
+
+
+class Http1Conn(asyncio.Protocol):
+    __slots__ = ("server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
+                 "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
+                 "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
+                 "discarding", "timeout_kind", "send_started")
+
+    def __init__(self, server: "WebServer", gate: "Gate") -> None:
+        self.server = server
+        self.gate = gate
+        self.transport: Any = None
+        self.parser = RequestParser(max_head_size=server.max_head_size, max_headers=server.max_headers,
+                                    max_uri_size=server.max_uri_size)
+        self.peer: tuple[str, int] = ("", 0)
+        self.tls = gate.ssl is not None
+        self.req: Request | None = None
+        self.resp: Response | None = None
+        self.task: asyncio.Task | None = None
+        self.deadline = 0.0
+        self.timeout_kind = ""
+        self.closing = False
+        self.draining = False
+        self.body_done = True
+        self.trailers_in: list[tuple[str, str]] = []
+        self.continue_sent = False
+        self.out_chunked = False
+        self.out_close = False
+        self.write_paused = False
+        self.read_paused = False
+        self._drain_waiter: asyncio.Future | None = None
+        self._body_waiter: asyncio.Future | None = None
+        self.requests = 0
+        self.clock = server.stage.clock
+        self.discarding = False
+        self.send_started = 0.0
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        if not self.gate.on_open(self):
+            transport.abort()
+            self.closing = True
+            return
+        self.server.connections_total += 1
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = (peer[0], peer[1])
+        else:
+            self.peer = ("unix", 0)
+        self._wait_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.parser.feed(data)
+        if self.req is None:
+            self._process()
+        elif self.discarding:
+            self._discard()
+        else:
+            waiter = self._body_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if self.parser.buffered > HIGH_WATER and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.data_received(b"")
+        # Keep the socket open for writing: a pipelining client may half-close after its last request.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.gate.on_close(self)
+        for waiter in (self._body_waiter, self._drain_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionResetError("client went away"))
+                waiter.exception()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.req is not None:
+            self.req.cleanup()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._set_deadline(self.server.write_timeout, "write")
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.timeout_kind == "write":
+            self.deadline = 0.0
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- timeouts and closing ----------------------------------------------------------------------------
+    def _set_deadline(self, seconds: float, kind: str) -> None:
+        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.timeout_kind = kind
+
+    def _wait_head(self) -> None:
+        self._set_deadline(self.server.read_timeout, "head")
+
+    def on_timeout(self) -> None:
+        """Called by the server's sweeper when the deadline has passed."""
+        kind = self.timeout_kind
+        self.deadline = 0.0
+        if self.closing:
+            return
+        if kind == "head":
+            if self.parser.buffered and self.req is None:
+                self._reject(408, "request head not received in time")
+            else:
+                self._close()
+        elif kind == "body":
+            waiter = self._body_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(HTTPError(408, "request content not received in time", close=True))
+            else:
+                self._close(abort=True)
+        else:  # write: the client does not read what we send
+            self._close(abort=True)
+
+    def drain(self) -> None:
+        """Graceful shutdown: finish the exchange in progress, then close; close idle ones now."""
+        self.draining = True
+        if self.req is None and not self.closing:
+            self._close()
+
+    def _close(self, abort: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.deadline = 0.0
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request we cannot parse or accept, and close: nothing after it can be trusted."""
+        body = error_page(status, reason)
+        head = [status_line(status), self.clock.date_line, b"content-type: text/html; charset=utf-8\r\n",
+                b"content-length: %d\r\nconnection: close\r\n" % len(body), self._server_line(), b"\r\n", body]
+        if status == 405:
+            head.insert(1, b"allow: GET\r\n")
+        self.transport.write(b"".join(head))
+        self.out_close = True
+        self._close()
+
+    def _server_line(self) -> bytes:
+        return b"server: " + self.server.server_name.encode("latin-1") + b"\r\n"
+
+    # -- reading requests ---------------------------------------------------------------------------------
+    def _process(self) -> None:
+        """Parse and answer requests from the buffer until one needs to wait."""
+        parser = self.parser
+        while not self.closing and self.req is None:
+            try:
+                event = parser.next_event()
+            except ProtocolError as e:
+                self._reject(e.status, e.reason)
+                return
+            if event is NEED_DATA:
+                return
+            if event is PAUSED:
+                parser.start_next()
+                continue
+            if event is CLOSED:
+                self._close()
+                return
+            if type(event) is RequestHead:
+                self._start_exchange(event)
+            else:  # pragma: no cover - the codec never yields body events while idle
+                self._reject(400, "unexpected data")
+                return
+
+    def _start_exchange(self, head: RequestHead) -> None:
+        server = self.server
+        self.requests += 1
+        server.requests_total += 1
+        try:
+            req = self._make_request(head)
+        except HTTPError as e:
+            self._reject(e.status, e.reason)
+            return
+        resp = Response(req, self)
+        self.req, self.resp = req, resp
+        self.continue_sent = False
+        self.out_chunked = False
+        self.out_close = not head.keep_alive or self.draining or (
+            server.max_streams_per_conn > 0 and self.requests >= server.max_streams_per_conn)
+        if head.chunked or head.content_length:
+            self.body_done = False
+            self.trailers_in = []
+            if head.content_length is not None and head.content_length > server.max_content_size:
+                self._finish_with_error(HTTPError(417 if head.expect_continue else 413, "request content too large",
+                                                  close=True))
+                return
+        else:
+            self.body_done = True
+            self.trailers_in = []
+            try:
+                event = self.parser.next_event()  # the EndOfMessage of a body-less request
+            except ProtocolError as e:  # pragma: no cover - defensive
+                self._reject(e.status, e.reason)
+                return
+            assert type(event) is EndOfMessage, event
+        self.deadline = 0.0
+        app = server.find_app(req.hostname)
+        if app is None:
+            resp.send_error(404, "no app serves this hostname")
+            self._end_exchange()
+            return
+        req.app = app
+        try:
+            result = app.dispatch(req, resp)
+        except HTTPError as e:
+            self._finish_with_error(e)
+            return
+        except Exception:
+            log.exception("handler failed on %s %s", req.method, req.target)
+            self._finish_with_error(HTTPError(500))
+            return
+        if result is True:
+            self._end_exchange()
+        else:
+            self.task = asyncio.get_running_loop().create_task(self._run(result))
+
+    def _make_request(self, head: RequestHead) -> Request:
+        target = head.target
+        server = self.server
+        if target[0] == "/":
+            encoded, query = split_target(target)
+            authority = head.host or ""
+            scheme = server.scheme_for(self.tls)
+            absolute = False
+        elif target == "*":
+            if head.method != "OPTIONS":
+                raise HTTPError(400, "'*' is only for OPTIONS")
+            encoded, query, authority, scheme, absolute = "/", "", head.host or "", server.scheme_for(self.tls), False
+        elif head.method == "CONNECT":
+            raise HTTPError(501, "CONNECT is not enabled on this server")
+        else:
+            scheme_part, sep, rest = target.partition("://")
+            scheme_part = scheme_part.lower()
+            if not sep or scheme_part not in ("http", "https"):
+                raise HTTPError(400, "bad request target")
+            slash = rest.find("/")
+            qmark = rest.find("?")
+            end = min(i for i in (slash, qmark, len(rest)) if i >= 0)
+            authority = rest[:end]
+            if not authority or "@" in authority:
+                raise HTTPError(400, "bad authority in request target")
+            path_part = rest[end:]
+            if not path_part.startswith("/"):
+                path_part = "/" + path_part
+            encoded, query = split_target(path_part)
+            scheme = server.scheme_for(self.tls, scheme_part)
+            absolute = True
+        path = decode_path(encoded)
+        req = Request(head.method, target, head.version, scheme, head.headers, authority, encoded, path, query,
+                      self.peer, self)
+        req.server = server
+        req.content_length = head.content_length
+        req.chunked = head.chunked
+        req.expect_continue = head.expect_continue
+        req.upgrade = head.upgrade
+        req.keep_alive = head.keep_alive
+        req.is_asterisk = target == "*" or (absolute and head.method == "OPTIONS" and encoded == "/" and
+                                            target.rstrip("/").count("/") == 2)
+        req.is_absolute = absolute
+        req.start_time = time.time()
+        return req
+
+    async def _run(self, pending: Any) -> None:
+        try:
+            await pending
+        except asyncio.CancelledError:
+            if self.closing:
+                return
+            raise
+        except HTTPError as e:
+            self._finish_with_error(e)
+            return
+        except (ConnectionError, OSError) as e:
+            if not self.closing:
+                log.info("exchange with %s broke: %s", self.peer[0], e)
+                self._close(abort=True)
+            return
+        except Exception:
+            log.exception("handler failed on %s %s", self.req.method if self.req else "?",
+                          self.req.target if self.req else "?")
+            self._finish_with_error(HTTPError(500))
+            return
+        finally:
+            self.task = None
+        resp = self.resp
+        if resp is not None and resp.sent and not resp.finished:
+            try:
+                await resp.end()
+            except (ConnectionError, OSError):
+                self._close(abort=True)
+                return
+        self._end_exchange()
+
+    def _finish_with_error(self, e: HTTPError) -> None:
+        resp = self.resp
+        if resp is None or resp.sent:
+            # The head is gone: the only honest signal left is to cut the connection.
+            self._close(abort=True)
+            return
+        if e.close:
+            self.out_close = True
+        resp.status = e.status
+        resp.revisers = []
+        resp.headers = list(e.headers)
+        resp.content_type = TEXT_HTML
+        resp.send(error_page(e.status, e.reason))
+        self._end_exchange()
+
+    def _end_exchange(self) -> None:
+        req, resp = self.req, self.resp
+        if req is None or resp is None:
+            return
+        if not resp.sent:
+            resp.send(b"")  # a handler that said "handled" but sent nothing: an empty 200, never a hang
+        if req.app is not None:
+            req.app.log_request(req, resp, time.time())
+        req.cleanup()
+        self.req = self.resp = None
+        if self.closing:
+            return
+        if self.out_close:
+            self._close()
+            return
+        if not self.body_done:
+            self.req = req  # keep the slot busy until the unread body is dropped
+            self.discarding = True
+            self._discard()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self._wait_head()
+        if self.parser.buffered:
+            self._process()
+
+    def _discard(self) -> None:
+        """Read and drop the rest of a body the handler did not read, to reuse the connection."""
+        parser = self.parser
+        while True:
+            try:
+                event = parser.next_event()
+            except ProtocolError:
+                self._close()
+                return
+            if event is NEED_DATA:
+                if self.read_paused:
+                    self.read_paused = False
+                    self.transport.resume_reading()
+                return
+            if type(event) is Body:
+                self.trailers_in = []
+                if len(event.data) > DISCARD_LIMIT or self.req is None:
+                    self._close()
+                    return
+                continue
+            # EndOfMessage
+            self.discarding = False
+            self.body_done = True
+            self.req = None
+            self._next()
+            return
+
+    # -- Stream: what Request and Response call -------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return self.req.version if self.req is not None else "1.1"
+
+    def trailers(self) -> list[tuple[str, str]]:
+        return self.trailers_in
+
+    async def read_body(self) -> bytes | None:
+        if self.body_done:
+            return None
+        loop = asyncio.get_running_loop()
+        started = False
+        while True:
+            try:
+                event = self.parser.next_event()
+            except ProtocolError as e:
+                self.body_done = True
+                raise HTTPError(e.status, e.reason, close=True) from None
+            if type(event) is Body:
+                if self.read_paused and self.parser.buffered < HIGH_WATER // 2:
+                    self.read_paused = False
+                    self.transport.resume_reading()
+                return event.data
+            if type(event) is EndOfMessage:
+                self.body_done = True
+                self.trailers_in = event.trailers
+                if self.timeout_kind == "body":
+                    self.deadline = 0.0
+                return None
+            # NEED_DATA: wait for the client.
+            if self.closing:
+                raise ConnectionResetError("client went away")
+            req = self.req
+            if req is not None and req.expect_continue and not self.continue_sent and not self.resp.sent:  # type: ignore[union-attr]
+                self.continue_sent = True
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if not started:
+                started = True
+                if self.timeout_kind != "body":
+                    self._set_deadline(self.server.recv_timeout, "body")
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+            waiter = self._body_waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._body_waiter = None
+
+    def send_head(self, status: int, headers: list[tuple[str, str]], length: int | None, *, body: bytes = b"",
+                  end: bool = False) -> None:
+        req = self.req
+        version = req.version if req is not None else "1.1"
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+        parts.append(self.clock.date_line)
+        if status >= 200 and status not in (204, 304):
+            if length is not None:
+                parts.append(b"content-length: %d\r\n" % length)
+            elif not end:
+                if version == "1.1":
+                    self.out_chunked = True
+                    parts.append(b"transfer-encoding: chunked\r\n")
+                else:
+                    self.out_close = True  # HTTP/1.0 without a length: the close ends the body
+        if self.draining:
+            self.out_close = True
+        if self.out_close:
+            parts.append(b"connection: close\r\n")
+        elif version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(self._server_line())
+        parts.append(b"\r\n")
+        if body:
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+        if not end:
+            self.send_started = asyncio.get_running_loop().time()
+
+    async def _drain(self) -> None:
+        if self.closing:
+            raise ConnectionResetError("client went away")
+        if self.write_paused:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if asyncio.get_running_loop().time() - self.send_started > self.server.send_timeout:
+            self._close(abort=True)
+            raise TimeoutError("response not sent within sendTimeout")
+
+    async def write(self, data: bytes) -> None:
+        if self.closing:
+            raise ConnectionResetError("client went away")
+        self.transport.write(encode_chunk(data) if self.out_chunked else data)
+        if self.write_paused:
+            await self._drain()
+
+    async def end(self, trailers: list[tuple[str, str]]) -> None:
+        if self.out_chunked:
+            self.out_chunked = False
+            if not self.closing:
+                self.transport.write(encode_last_chunk(trailers))
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        from ...net.sendfile import send_file
+        await self._drain()
+        await send_file(self.transport, fd, offset, count, self._drain)
+
+
+__all__ = ["Http1Conn", "inspect", "os"]

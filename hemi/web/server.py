@@ -1,0 +1,193 @@
+"""Web servers: gates that accept connections, and the choice of app for each request.
+
+``WebServer`` holds what every HTTP version shares (properties, app binding, hostname lookup,
+TLS contexts, timeouts); ``httpxServer`` runs HTTP/1.x on TCP or TLS gates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from typing import TYPE_CHECKING
+
+from ..core.component import Component
+from ..core.registry import server
+from ..net.address import Address, parse_address
+from ..net.gate import Gate
+from .app import App, app_lookup_table
+
+if TYPE_CHECKING:
+    from .exchange import Request
+
+log = logging.getLogger("hemi.web.server")
+
+
+class WebServer(Component):
+    """Properties and app binding common to every web server."""
+
+    kind = "server"
+    alpn: tuple[str, ...] = ("http/1.1",)
+
+    def on_configure(self) -> None:
+        address = self.configure_string("address", None, required=True)
+        self.address: Address | None = None
+        if address is not None:
+            try:
+                self.address = parse_address(address)
+            except ValueError as e:
+                self.error(f".address {e}", self.find("address")[0].loc)  # type: ignore[union-attr]
+        self.num_gates = self.configure_int("numGates", 1, min=1, max=256)
+        self.max_conns_per_gate = self.configure_int("maxConnsPerGate", 10000, min=1)
+        self.read_timeout = self.configure_duration("readTimeout", 60.0, min=0.001)
+        self.write_timeout = self.configure_duration("writeTimeout", 60.0, min=0.001)
+        self.recv_timeout = self.configure_duration("recvTimeout", 120.0, min=0.001)
+        self.send_timeout = self.configure_duration("sendTimeout", 120.0, min=0.001)
+        self.max_content_size = self.configure_size("maxContentSize", 1 << 40, min=0)
+        self.max_head_size = self.configure_size("maxHeadSize", 16 << 10, min=1 << 10, max=1 << 20)
+        self.max_headers = self.configure_int("maxHeaders", 100, min=1, max=1000)
+        self.max_uri_size = self.configure_size("maxURISize", 8 << 10, min=64, max=1 << 20)
+        self.max_streams_per_conn = self.configure_int("maxStreamsPerConn", 0, min=0)
+        self.force_scheme = self.configure_string("forceScheme", "", choices=("", "http", "https"))
+        self.adjust_scheme = self.configure_bool("adjustScheme", True)
+        self.tls_mode = self.configure_bool("tlsMode", False)
+        self.tls_certificate = self.configure_string("tlsCertificate", "")
+        self.tls_private_key = self.configure_string("tlsPrivateKey", "")
+        if bool(self.tls_certificate) != bool(self.tls_private_key):
+            self.error(".tlsCertificate and .tlsPrivateKey go together; set both or neither")
+        self.server_name = self.configure_string("serverName", "gorox")
+        self.app_names = self.configure_string_list("forApps")
+        self.apps: list[App] = []
+        self.gates: list[Gate] = []
+        self.ssl_context: ssl.SSLContext | None = None
+        self._sweeper: asyncio.Task | None = None
+        self.connections_total = 0
+        self.requests_total = 0
+
+    def on_bind(self) -> None:
+        loc = self.block.prop_locs.get("forApps")
+        for name in self.app_names:
+            app = self.stage.get("app", name)
+            if not isinstance(app, App):
+                self.error(f'.forApps names app "{name}", but the stage has no app of that name', loc)
+                continue
+            self.apps.append(app)
+            if self.tls_mode and not app.tls_certificate and not self.tls_certificate:
+                self.error(f'is in TLS mode, but neither it nor app "{name}" has a .tlsCertificate')
+        if not self.app_names:
+            self.error("has no .forApps: it would answer 404 to everything")
+        self.exact, self.suffix, self.prefix, self.default_app = app_lookup_table(self.apps)
+
+    def on_prepare(self) -> None:
+        if self.tls_mode:
+            self.ssl_context = self._build_tls()
+
+    def _context(self, cert: str, key: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(list(self.alpn))
+        ctx.options |= ssl.OP_NO_COMPRESSION
+        return ctx
+
+    def _build_tls(self) -> ssl.SSLContext:
+        """The server's context, plus one per app certificate chosen by SNI."""
+        by_name: dict[str, ssl.SSLContext] = {}
+        wildcards: list[tuple[str, ssl.SSLContext]] = []
+        first: ssl.SSLContext | None = None
+        for app in self.apps:
+            if not app.tls_certificate:
+                continue
+            ctx = self._context(app.tls_certificate, app.tls_private_key)
+            first = first or ctx
+            for h in app.hostnames:
+                if h.startswith("*."):
+                    wildcards.append((h[1:], ctx))
+                elif h != "*" and not h.endswith(".*"):
+                    by_name.setdefault(h, ctx)
+        main = self._context(self.tls_certificate, self.tls_private_key) if self.tls_certificate else first
+        assert main is not None
+
+        def choose(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            if not name:
+                return
+            name = name.lower()
+            ctx = by_name.get(name)
+            if ctx is None:
+                for suffix, c in wildcards:
+                    if name.endswith(suffix):
+                        ctx = c
+                        break
+            if ctx is not None and ctx is not main:
+                sock.context = ctx
+
+        main.sni_callback = choose  # type: ignore[assignment]
+        return main
+
+    def find_app(self, hostname: str) -> App | None:
+        app = self.exact.get(hostname)
+        if app is not None:
+            return app
+        for suffix, app in self.suffix:
+            if hostname.endswith(suffix):
+                return app
+        for prefix, app in self.prefix:
+            if hostname.startswith(prefix):
+                return app
+        return self.default_app
+
+    def scheme_for(self, tls: bool, requested: str | None = None) -> str:
+        if self.force_scheme:
+            return self.force_scheme
+        if requested and not self.adjust_scheme:
+            return requested
+        return "https" if tls else "http"
+
+    def protocol_factory(self, gate: Gate) -> asyncio.Protocol:
+        raise NotImplementedError
+
+    async def on_start(self) -> None:
+        assert self.address is not None
+        for i in range(self.num_gates):
+            gate = Gate(self.address, self.protocol_factory, max_conns=self.max_conns_per_gate,
+                        ssl=self.ssl_context, index=i)
+            await gate.open()
+            self.gates.append(gate)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        log.info('%s "%s" listening on %s%s', self.sign, self.name, self.address, " (TLS)" if self.tls_mode else "")
+
+    async def _sweep(self) -> None:
+        """Once a second, time out the connections whose deadline has passed. One timer for the
+        whole server costs less than a timer per connection re-armed on every request."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            now = loop.time()
+            for gate in self.gates:
+                for conn in list(gate.conns):
+                    deadline = conn.deadline
+                    if deadline and now >= deadline:
+                        conn.on_timeout()
+
+    async def on_shutdown(self) -> None:
+        await asyncio.gather(*(gate.close(lambda c: c.drain()) for gate in self.gates))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.gates.clear()
+
+    @property
+    def bound_addresses(self) -> list[Address]:
+        return [g.bound for g in self.gates]
+
+
+@server("httpxServer")
+class HttpxServer(WebServer):
+    """HTTP/1.0 and HTTP/1.1 over TCP, or over TLS with ``.tlsMode = true``."""
+
+    def protocol_factory(self, gate: Gate) -> asyncio.Protocol:
+        from .http1.conn import Http1Conn
+        return Http1Conn(self, gate)
+
+
+__all__ = ["WebServer", "HttpxServer", "os"]

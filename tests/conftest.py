@@ -1,0 +1,118 @@
+"""Shared test fixtures: a real gorox process started on free ports with a config written by
+the test, and stopped (with everything it spawned) at the end of the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"gorox exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class Gorox:
+    """A running gorox process. ``url(path)`` builds a URL on its first port."""
+
+    def __init__(self, proc: subprocess.Popen, base: Path, ports: list[int], config: Path) -> None:
+        self.proc = proc
+        self.base = base
+        self.ports = ports
+        self.port = ports[0]
+        self.config = config
+
+    def url(self, path: str = "/", port: int | None = None, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{port or self.port}{path}"
+
+    def log(self) -> str:
+        out = self.base / "gorox.out"
+        return out.read_text(errors="replace") if out.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def gorox_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gorox", *args]
+
+
+@pytest.fixture
+def gorox(tmp_path: Path) -> Iterator[Callable[..., Gorox]]:
+    """Factory: ``gorox(config_text, ports=1)``; ``{port}``, ``{port1}``..., ``{base}`` are
+    substituted in the text (use ``{{`` and ``}}`` for the config's braces)."""
+    started: list[Gorox] = []
+
+    def start(config: str, *, ports: int = 1, files: dict[str, str | bytes] | None = None,
+              wait: bool = True, extra_args: tuple[str, ...] = ()) -> Gorox:
+        base = tmp_path / f"gorox{len(started)}"
+        base.mkdir()
+        for name, content in (files or {}).items():
+            p = base / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        plist = [free_port() for _ in range(ports)]
+        subst = {"port": plist[0], "base": str(base)}
+        subst.update({f"port{i}": p for i, p in enumerate(plist)})
+        conf = base / "gorox.conf"
+        conf.write_text(config.format(**subst))
+        out = open(base / "gorox.out", "wb")
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.Popen(gorox_cmd("serve", "-config", str(conf), "-base", str(base), *extra_args),
+                                stdout=out, stderr=subprocess.STDOUT, cwd=str(base), env=env,
+                                start_new_session=True)
+        g = Gorox(proc, base, plist, conf)
+        started.append(g)
+        if wait:
+            try:
+                wait_port(plist[0], proc=proc)
+            except Exception as e:
+                raise RuntimeError(f"{e}\n--- gorox output ---\n{g.log()}") from None
+        return g
+
+    yield start
+    for g in started:
+        if g.proc.poll() is None:
+            try:
+                os.killpg(g.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                g.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(g.proc.pid, signal.SIGKILL)
+                g.proc.wait()
