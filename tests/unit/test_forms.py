@@ -491,3 +491,14 @@ def test_many_tiny_feeds_of_headers_are_not_quadratic() -> None:
     events += p.feed(b"")
     assert time.perf_counter() - t0 < 2.0
     assert merge(events)[-1] == MultipartDone()
+
+
+def test_huge_preamble_is_discarded_not_buffered() -> None:
+    p = MultipartParser("b")
+    junk = b"x\r\n-" * 250_000  # 1 MB of near-delimiters, fed repeatedly
+    for _ in range(10):
+        assert p.feed(junk) == []
+        assert len(p._buf) <= 4
+    events = p.feed(b"\r\n--b\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--b--") + p.feed(b"")
+    assert merge(events) == [PartStart("a", None, None, [("content-disposition", "form-data; name=a")]),
+                             PartData(b"v"), PartEnd(), MultipartDone()]
