@@ -81,6 +81,45 @@ def body_cycle(raw: bytes) -> Callable[[], None]:
     return run
 
 
+def httptools_cycle(raw: bytes) -> Callable[[], None] | None:
+    """Reference only: httptools (C, llhttp) with the minimal callbacks
+    uvicorn needs (url, lower-cased headers, keep-alive).  None if absent."""
+    try:
+        import httptools  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+
+    class Callbacks:
+        def __init__(self) -> None:
+            self.url = b""
+            self.headers: list[tuple[bytes, bytes]] = []
+            self.keep_alive = False
+
+        def on_message_begin(self) -> None:
+            self.url = b""
+            self.headers = []
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name.lower(), value))
+
+        def on_headers_complete(self) -> None:
+            self.keep_alive = parser.should_keep_alive()
+
+        def on_message_complete(self) -> None:
+            pass
+
+    parser = httptools.HttpRequestParser(Callbacks())
+    feed_data = parser.feed_data
+
+    def run() -> None:
+        feed_data(raw)
+
+    return run
+
+
 def check() -> None:
     """Make sure the benchmark measures real parses, not errors."""
     for raw, extra in ((HELLO, 0), (TYPICAL_GET, 0), (SMALL_POST, 1)):
@@ -113,6 +152,10 @@ def main() -> None:
         ("render_response_head (3 headers)", lambda: render_response_head(200, headers)),
         ("encode_chunk (1 KiB)", lambda: encode_chunk(chunk)),
     ]
+    for label, raw in (("'GET /hello'", HELLO), ("typical 6-header GET", TYPICAL_GET)):
+        ref = httptools_cycle(raw)
+        if ref is not None:
+            cases.append((f"(ref) httptools {label}", ref))
     print(f"Python {sys.version.split()[0]}, best of {args.repeat} x {args.number}")
     for label, fn in cases:
         print(f"  {label:<36} {best_us(fn, args.number, args.repeat):6.2f} µs")

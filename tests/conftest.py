@@ -68,15 +68,13 @@ def gorox_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "gorox", *args]
 
 
-@pytest.fixture
-def gorox(tmp_path: Path) -> Iterator[Callable[..., Gorox]]:
-    """Factory: ``gorox(config_text, ports=1)``; ``{port}``, ``{port1}``..., ``{base}`` are
-    substituted in the text (use ``{{`` and ``}}`` for the config's braces)."""
+def _gorox_factory(tmp_dir: Path) -> tuple[Callable[..., Gorox], Callable[[], None]]:
+    """The ``start`` function of the gorox fixtures, and the clean-up that stops what it started."""
     started: list[Gorox] = []
 
     def start(config: str, *, ports: int = 1, files: dict[str, str | bytes] | None = None,
               wait: bool = True, extra_args: tuple[str, ...] = ()) -> Gorox:
-        base = tmp_path / f"gorox{len(started)}"
+        base = tmp_dir / f"gorox{len(started)}"
         base.mkdir()
         for name, content in (files or {}).items():
             p = base / name
@@ -104,15 +102,34 @@ def gorox(tmp_path: Path) -> Iterator[Callable[..., Gorox]]:
                 raise RuntimeError(f"{e}\n--- gorox output ---\n{g.log()}") from None
         return g
 
+    def stop_all() -> None:
+        for g in started:
+            if g.proc.poll() is None:
+                try:
+                    os.killpg(g.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    g.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(g.proc.pid, signal.SIGKILL)
+                    g.proc.wait()
+
+    return start, stop_all
+
+
+@pytest.fixture
+def gorox(tmp_path: Path) -> Iterator[Callable[..., Gorox]]:
+    """Factory: ``gorox(config_text, ports=1)``; ``{port}``, ``{port1}``..., ``{base}`` are
+    substituted in the text (use ``{{`` and ``}}`` for the config's braces)."""
+    start, stop_all = _gorox_factory(tmp_path)
     yield start
-    for g in started:
-        if g.proc.poll() is None:
-            try:
-                os.killpg(g.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                g.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(g.proc.pid, signal.SIGKILL)
-                g.proc.wait()
+    stop_all()
+
+
+@pytest.fixture(scope="module")
+def gorox_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Gorox]]:
+    """Like ``gorox``, for a server shared by every test of a module (e.g. a table of cases)."""
+    start, stop_all = _gorox_factory(tmp_path_factory.mktemp("gorox_module"))
+    yield start
+    stop_all()

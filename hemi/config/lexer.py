@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import ConfigError, Location
+from .errors import ConfigError, Location, Problem
 
 # Token kinds.
 IDENT, STRING, INT, SIZE, DURATION, BOOL = "identifier", "string", "integer", "size", "duration", "bool"
@@ -19,6 +19,8 @@ FSCHECK_OPS = ("-f", "-d", "-e", "-D", "-E", "!f", "!d", "!e")
 SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 PUNCTS = "{}[](),:+"
+DIGITS = "0123456789"  # not str.isdigit(): that accepts '²' and other digits int() refuses
+INT_MAX = (1 << 63) - 1  # integers and sizes are signed 64-bit, as in Gorox
 
 
 @dataclass(slots=True)
@@ -60,12 +62,16 @@ class Lexer:
     """Scans one file or text. ``including`` is the chain of files being read, for cycle checks."""
 
     def __init__(self, text: str, file: str, *, include_dir: str | None,
-                 including: tuple[str, ...] = (), reader: Reader = _read_file) -> None:
+                 including: tuple[str, ...] = (), reader: Reader = _read_file,
+                 problems: list[Problem] | None = None) -> None:
         self.text = text
         self.file = file
         self.include_dir = include_dir
         self.including = including
         self.reader = reader
+        # Include files that cannot be read are recorded here and lexing goes on: the rest of
+        # the text is still sound, so every other mistake can be reported in the same run.
+        self.problems: list[Problem] = [] if problems is None else problems
         self.pos = 0
         self.line = 1
         self.line_start = 0
@@ -122,7 +128,7 @@ class Lexer:
                 self._newlines(start, end)
                 self.pos = end + 1
                 out.append(Token(STRING, body, body, loc))
-            elif c.isdigit() or (c == "-" and start + 1 < n and text[start + 1].isdigit()):
+            elif c in DIGITS or (c == "-" and start + 1 < n and text[start + 1] in DIGITS):
                 out.append(self._number(loc))
             elif c in PUNCTS:
                 self.pos += 1
@@ -186,22 +192,26 @@ class Lexer:
         start = self.pos
         if text[self.pos] == "-":
             self.pos += 1
-        while self.pos < n and text[self.pos].isdigit():
+        while self.pos < n and text[self.pos] in DIGITS:
             self.pos += 1
         digits = text[start:self.pos]
         unit_start = self.pos
         while self.pos < n and _is_ident_char(text[self.pos]):
             self.pos += 1
         unit = text[unit_start:self.pos]
-        number = int(digits)
+        shown = (digits if len(digits) <= 24 else digits[:21] + "...") + unit
+        if unit and unit not in SIZE_UNITS and unit not in DURATION_UNITS:
+            raise self.fail(f"found '{shown}', expected an integer, a size (K M G T) or a duration (ms s m h d)", loc)
+        # A number past 64 bits is a mistake; checking the length first also keeps int() from
+        # converting thousands of digits (which Python refuses past 4300).
+        number = int(digits) if len(digits) <= 20 else INT_MAX + 1
+        if abs(number * SIZE_UNITS.get(unit, 1)) > INT_MAX:
+            raise self.fail(f"found '{shown}', expected a number between -2^63 and 2^63-1", loc)
         if not unit:
             return Token(INT, digits, number, loc)
         if unit in SIZE_UNITS:
             return Token(SIZE, digits + unit, number * SIZE_UNITS[unit], loc)
-        if unit in DURATION_UNITS:
-            seconds = number * DURATION_UNITS[unit]
-            return Token(DURATION, digits + unit, seconds, loc)
-        raise self.fail(f"found '{digits}{unit}', expected an integer, a size (K M G T) or a duration (ms s m h d)", loc)
+        return Token(DURATION, digits + unit, number * DURATION_UNITS[unit], loc)
 
     def _include(self, loc: Location) -> list[Token]:
         text = self.text
@@ -215,19 +225,23 @@ class Lexer:
             raise self.fail("found an empty include '<>', expected a file path", loc)
         if self.include_dir is None:
             raise self.fail(f"found include <{raw}>, but includes need a file to be relative to (text was given)", loc)
+        if "\0" in raw:
+            raise self.fail("found a NUL character in an include path, expected a file path", loc)
         path = os.path.normpath(os.path.join(self.include_dir, raw))
         real = os.path.realpath(path)
         if real in self.including:
             chain = " -> ".join(list(self.including) + [real])
-            raise self.fail(f"include cycle: {chain}", loc)
+            raise self.fail(f"found an include cycle, expected each file to be included once in a chain: {chain}", loc)
         try:
             content = self.reader(path)
         except OSError as e:
-            raise self.fail(f"cannot include <{raw}>: {e.strerror or e}", loc) from None
+            self.problems.append(Problem(loc, f"cannot include <{raw}>: {e.strerror or e}"))
+            return []
         except UnicodeDecodeError:
-            raise self.fail(f"cannot include <{raw}>: not UTF-8 text", loc) from None
+            self.problems.append(Problem(loc, f"cannot include <{raw}>: not UTF-8 text"))
+            return []
         sub = Lexer(content, path, include_dir=os.path.dirname(path),
-                    including=self.including + (real,), reader=self.reader)
+                    including=self.including + (real,), reader=self.reader, problems=self.problems)
         tokens = sub.tokens()
         tokens.pop()  # the included file's EOF
         return tokens

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import ConfigError, Location
+from .errors import ConfigError, Location, Problem
 from .lexer import (BOOL, COMPARE, CONSTANT, DURATION, EOF, EQUAL, FSCHECK, IDENT, INT, PROPERTY, PUNCT,
                     SIZE, STRING, VARIABLE, Lexer, Token, _read_file, Reader)
 from .tree import DICT, LIST, Block, Condition, Value
@@ -32,6 +32,10 @@ RULE_VARIABLES = ("method", "scheme", "authority", "hostname", "colonPort", "pat
 CASE_VARIABLES = ("srcHost", "srcPort", "transport", "hostname")
 CONSTANTS = ("baseDir", "logsDir", "tempDir", "varsDir")
 
+# Blocks, lists and dicts nest by recursion; past this depth a config is certainly a mistake,
+# and stopping here keeps a hostile file from exhausting Python's stack (RecursionError).
+MAX_NESTING = 100
+
 _VALUE_KINDS = {BOOL: tree.BOOL, INT: tree.INT, SIZE: tree.SIZE, DURATION: tree.DURATION, STRING: tree.STRING}
 
 
@@ -40,6 +44,7 @@ class Parser:
         self.tokens = tokens
         self.i = 0
         self.constants = constants
+        self.depth = 0
 
     # -- token helpers -------------------------------------------------------------------------
     def peek(self) -> Token:
@@ -59,6 +64,12 @@ class Parser:
         if tok.kind != PUNCT or tok.text != ch:
             raise self.fail(tok, what or f"'{ch}'")
         return tok
+
+    def enter(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ConfigError(f"found {tok.describe()} nested more than {MAX_NESTING} levels deep, "
+                              "expected a flatter config", tok.loc)
 
     def is_punct(self, ch: str) -> bool:
         tok = self.peek()
@@ -109,7 +120,9 @@ class Parser:
             if sign_tok.text in ("rule", "case"):
                 raise self.fail(tok, f"a name, a condition ($variable OP pattern) or '{{' after {sign_tok.text}")
             raise self.fail(tok, f"a name (a string) or '{{' after component '{sign_tok.text}'")
+        self.enter(sign_tok)
         self.items(block)
+        self.depth -= 1
         return block
 
     def condition(self, sign_tok: Token) -> Condition:
@@ -190,8 +203,9 @@ class Parser:
             return Value(kind, tok.value, tok.loc)
         if tok.kind == CONSTANT:
             if tok.text not in self.constants:
-                raise ConfigError(f"found unknown constant %{tok.text}, expected one of "
-                                  + " ".join("%" + c for c in sorted(self.constants)), tok.loc)
+                known = " ".join("%" + c for c in sorted(self.constants))
+                raise ConfigError(f"found unknown constant %{tok.text}, expected "
+                                  + (f"one of {known}" if known else "no constant (none are defined here)"), tok.loc)
             return Value(tree.STRING, self.constants[tok.text], tok.loc)
         if tok.kind == PROPERTY:
             if tok.text == prop.text and prop.text not in block.props:
@@ -202,6 +216,7 @@ class Parser:
                 raise ConfigError(f"found reference to .{tok.text}, expected a property assigned before this line in this block or an enclosing one", tok.loc)
             return Value(found.kind, found.data, tok.loc)
         if tok.kind == PUNCT and tok.text == "(":
+            self.enter(tok)
             items: list[Value] = []
             while not self.is_punct(")"):
                 items.append(self.value(block, prop))
@@ -210,8 +225,10 @@ class Parser:
                 elif not self.is_punct(")"):
                     raise self.fail(self.peek(), "',' or ')' in the list")
             self.next()
+            self.depth -= 1
             return Value(LIST, items, tok.loc)
         if tok.kind == PUNCT and tok.text == "[":
+            self.enter(tok)
             entries: dict[str, Value] = {}
             while not self.is_punct("]"):
                 key = self.next()
@@ -224,24 +241,45 @@ class Parser:
                 elif not self.is_punct("]"):
                     raise self.fail(self.peek(), "',' or ']' in the dict")
             self.next()
+            self.depth -= 1
             return Value(DICT, entries, tok.loc)
         raise self.fail(tok, f"a value for .{prop.text} (a string, number, size, duration, bool, list, dict, %constant or .property)")
 
 
 def parse_text(text: str, *, file: str = "<text>", constants: dict[str, str] | None = None,
-               include_dir: str | None = None, reader: Reader = _read_file) -> Block:
-    """Parse config text. Includes resolve against ``include_dir`` (None forbids them)."""
+               include_dir: str | None = None, reader: Reader = _read_file, strict: bool = True) -> Block:
+    """Parse config text. Includes resolve against ``include_dir`` (None forbids them).
+
+    An include file that cannot be read does not stop the parse. With ``strict`` (the default)
+    such problems raise ConfigError at the end; without it they are left on the root block's
+    ``problems`` for the caller (the stage) to report along with everything else it finds.
+    """
     including = (os.path.realpath(file),) if file != "<text>" else ()
-    tokens = Lexer(text, file, include_dir=include_dir, including=including, reader=reader).tokens()
-    return Parser(tokens, constants or {}).parse()
+    lexer = Lexer(text, file, include_dir=include_dir, including=including, reader=reader)
+    try:
+        block = Parser(lexer.tokens(), constants or {}).parse()
+    except ConfigError as e:
+        if lexer.problems:
+            raise ConfigError(_in_order(lexer.problems + e.problems)) from None
+        raise
+    if lexer.problems and strict:
+        raise ConfigError(_in_order(lexer.problems))
+    block.problems = _in_order(lexer.problems)
+    return block
 
 
-def parse_file(path: str, *, constants: dict[str, str] | None = None, reader: Reader = _read_file) -> Block:
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.location.file, p.location.line, p.location.col)
+                  if p.location else ("", 0, 0))
+
+
+def parse_file(path: str, *, constants: dict[str, str] | None = None, reader: Reader = _read_file,
+               strict: bool = True) -> Block:
     try:
         text = reader(path)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     return parse_text(text, file=path, constants=constants, include_dir=os.path.dirname(os.path.abspath(path)),
-                      reader=reader)
+                      reader=reader, strict=strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Location
+from .errors import Location, Problem
 
 # Value kinds. Sizes stay distinct from plain integers so `.maxContentSize = 10` can be told
 # apart from `10M` in messages, but every integer accessor accepts both.
@@ -54,6 +54,9 @@ class Block:
     prop_locs: dict[str, Location] = field(default_factory=dict)
     children: list[Block] = field(default_factory=list)
     parent: Block | None = None
+    # On the root block only: problems that did not stop the parse (an include file that cannot
+    # be read), for the stage to report together with every other mistake.
+    problems: list[Problem] = field(default_factory=list)
 
     def find(self, name: str) -> Value | None:
         """Look a property up here, then in each enclosing block (Gorox's ``Find``)."""

@@ -4,3 +4,7 @@ from ..core import clock, fcache, resolv  # noqa: F401
 from ..core.registry import registry
 from . import planned  # noqa: F401
 from ..web import app, rule, server  # noqa: F401,E402
+from ..web import static  # noqa: F401,E402
+from .handlets import favicon  # noqa: F401,E402
+from .handlets import checkers, rewriter  # noqa: F401,E402
+from .revisers import gzip, head  # noqa: F401,E402

@@ -112,10 +112,10 @@ class Component:
         if value is None:
             return result
         if min is not None and result < min:
-            self.error(f".{name} is {value.plain() if unit == '' else _show(value)}, expected at least {min}{unit}", value.loc)
+            self.error(f".{name} is {_show(result, unit)}, expected at least {_show(min, unit)}", value.loc)
             return default
         if max is not None and result > max:
-            self.error(f".{name} is {value.plain() if unit == '' else _show(value)}, expected at most {max}{unit}", value.loc)
+            self.error(f".{name} is {_show(result, unit)}, expected at most {_show(max, unit)}", value.loc)
             return default
         return result
 
@@ -157,47 +157,52 @@ class Component:
 
     def configure_list(self, name: str, default: list | None = None, *, check: Check | None = None,
                        required: bool = False) -> list:
+        fallback = list(default) if default is not None else []
         result, value = self._read(name, _MISSING, (tree.LIST,), "a list ( ... )", required)
         if result is _MISSING:
-            return list(default) if default is not None else []
-        return self._checked(name, [v.plain() for v in result], value, default, check)
+            return fallback
+        return self._checked(name, [v.plain() for v in result], value, fallback, check)
 
     def configure_string_list(self, name: str, default: list[str] | None = None, *, check: Check | None = None,
                               required: bool = False, non_empty: bool = False) -> list[str]:
+        # On a mistake the default is returned; a list either way, so callers can iterate it.
+        fallback = list(default) if default is not None else []
         result, value = self._read(name, _MISSING, (tree.LIST, tree.STRING), "a list of strings", required)
         if result is _MISSING:
-            return list(default) if default is not None else []
+            return fallback
         assert value is not None
         items = [value] if value.kind == tree.STRING else result
         out: list[str] = []
         for item in items:
             if item.kind != tree.STRING:
                 self.error(f".{name} holds {item.describe()}, expected only strings", item.loc)
-                return list(default or [])
+                return fallback
             out.append(item.data)
         if non_empty and not out:
             self.error(f".{name} is empty, expected at least one item", value.loc)
-        return self._checked(name, out, value, default, check)
+        return self._checked(name, out, value, fallback, check)
 
     def configure_dict(self, name: str, default: dict | None = None, *, check: Check | None = None,
                        required: bool = False) -> dict:
+        fallback = dict(default) if default is not None else {}
         result, value = self._read(name, _MISSING, (tree.DICT,), 'a dict [ "key": value, ... ]', required)
         if result is _MISSING:
-            return dict(default) if default is not None else {}
-        return self._checked(name, {k: v.plain() for k, v in result.items()}, value, default, check)
+            return fallback
+        return self._checked(name, {k: v.plain() for k, v in result.items()}, value, fallback, check)
 
     def configure_string_dict(self, name: str, default: dict[str, str] | None = None, *,
                               check: Check | None = None, required: bool = False) -> dict[str, str]:
+        fallback = dict(default) if default is not None else {}
         result, value = self._read(name, _MISSING, (tree.DICT,), 'a dict of strings [ "key": "value", ... ]', required)
         if result is _MISSING:
-            return dict(default) if default is not None else {}
+            return fallback
         out: dict[str, str] = {}
         for key, item in result.items():
             if item.kind != tree.STRING:
                 self.error(f'.{name}["{key}"] is {item.describe()}, expected a string', item.loc)
-                return dict(default or {})
+                return fallback
             out[key] = item.data
-        return self._checked(name, out, value, default, check)
+        return self._checked(name, out, value, fallback, check)
 
     def configure_value(self, name: str) -> Value | None:
         """The raw value, for properties with a shape of their own (e.g. backend nodes)."""
@@ -209,5 +214,6 @@ class Component:
         return f"; did you mean .{close[0]}?" if close else ""
 
 
-def _show(value: Value) -> str:
-    return str(value.plain())
+def _show(number: float, unit: str) -> str:
+    """``0.5s`` rather than ``0.5`` or ``1.0s``: durations read as they are written."""
+    return (f"{number:g}" if isinstance(number, float) else str(number)) + unit

@@ -78,7 +78,9 @@ class FCache(Component):
         return entry
 
     def _load(self, path: str, now: float) -> FileEntry:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: opening a FIFO (or a device) for reading would otherwise block the event
+        # loop until a writer appears; it is refused below as "not a regular file" instead.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):

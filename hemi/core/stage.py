@@ -63,7 +63,7 @@ class Stage(Component):
     kind = "stage"
 
     def __init__(self, block: Block, dirs: Dirs, *, id: int = 0, config_file: str | None = None) -> None:
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = list(block.problems)  # e.g. an include that cannot be read
         self.used_props: set[tuple[int, str]] = set()
         self.dirs = dirs
         self.id = id
@@ -81,13 +81,13 @@ class Stage(Component):
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str, dirs: Dirs, *, id: int = 0) -> "Stage":
-        block = parse_file(path, constants=dirs.constants(path))
+        block = parse_file(path, constants=dirs.constants(path), strict=False)
         return cls(block, dirs, id=id, config_file=os.path.abspath(path))
 
     @classmethod
     def from_text(cls, text: str, dirs: Dirs, *, id: int = 0, file: str = "<text>") -> "Stage":
         include_dir = os.path.dirname(os.path.abspath(file)) if file != "<text>" else None
-        block = parse_text(text, file=file, constants=dirs.constants(), include_dir=include_dir)
+        block = parse_text(text, file=file, constants=dirs.constants(), include_dir=include_dir, strict=False)
         return cls(block, dirs, id=id)
 
     def describe(self) -> str:

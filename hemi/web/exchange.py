@@ -425,6 +425,12 @@ class Response:
         self.send(b"")
 
     # -- revisers -------------------------------------------------------------------------------------
+    @property
+    def body_length(self) -> int | None:
+        """The body's length when the sender knows it before the head goes out (``send``,
+        ``send_fd``, ``set_length``), else None. Revisers read it (gzip skips short bodies)."""
+        return self._length
+
     def _revise(self) -> None:
         """Let the rule's revisers see the head (rank order) and install body filters."""
         for reviser in self.revisers:
@@ -449,6 +455,7 @@ class Response:
         if content_type is not None:
             self.content_type = content_type
         if self.revisers:
+            self._length = len(body)
             self._revise()
             for f in self._filters:
                 body = f.feed(body) + f.end()
@@ -493,12 +500,13 @@ class Response:
         if self.sent:
             raise RuntimeError("response already sent")
         if self.revisers:
+            self._length = count
             self._revise()
         if self._filters:
             # A filter (e.g. gzip) changes the bytes: stream them through it.
             await self.echo(b"")
             pos, end = offset, offset + count
-            while pos < end:
+            while pos < end and not self.head_only:  # HEAD: nothing of the file is sent
                 chunk = os.pread(fd, min(256 << 10, end - pos), pos)
                 if not chunk:
                     break

@@ -30,6 +30,7 @@ log = logging.getLogger("hemi.web.http1")
 
 HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unread
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
+LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
 _STATUS_LINES: dict[tuple[int, str], bytes] = {}
 
 
@@ -46,7 +47,7 @@ class Http1Conn(asyncio.Protocol):
     __slots__ = ("server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
-                 "discarding", "timeout_kind", "send_started")
+                 "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -68,6 +69,7 @@ class Http1Conn(asyncio.Protocol):
         self.continue_sent = False
         self.out_chunked = False
         self.out_close = False
+        self.out_linger = False
         self.write_paused = False
         self.read_paused = False
         self._drain_waiter: asyncio.Future | None = None
@@ -75,7 +77,10 @@ class Http1Conn(asyncio.Protocol):
         self.requests = 0
         self.clock = server.stage.clock
         self.discarding = False
+        self.discarded = 0
         self.send_started = 0.0
+        self.eof = False
+        self.expect_pending = False  # the client waits for "100 Continue" before sending its body
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -109,6 +114,9 @@ class Http1Conn(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        if self.closing:
+            return False  # a lingering close ends as soon as the client is done sending
+        self.eof = True
         self.data_received(b"")
         # Keep the socket open for writing: a pipelining client may half-close after its last request.
         return True
@@ -149,6 +157,13 @@ class Http1Conn(asyncio.Protocol):
         """Called by the server's sweeper when the deadline has passed."""
         kind = self.timeout_kind
         self.deadline = 0.0
+        if kind == "linger":
+            transport = self.transport
+            if transport.get_write_buffer_size():
+                transport.abort()  # the client reads nothing: do not wait for it
+            else:
+                transport.close()
+            return
         if self.closing:
             return
         if kind == "head":
@@ -156,6 +171,8 @@ class Http1Conn(asyncio.Protocol):
                 self._reject(408, "request head not received in time")
             else:
                 self._close()
+        elif kind == "discard":  # the client stalls in a body nobody reads
+            self._close(abort=True)
         elif kind == "body":
             waiter = self._body_waiter
             if waiter is not None and not waiter.done():
@@ -182,6 +199,31 @@ class Http1Conn(asyncio.Protocol):
             else:
                 self.transport.close()
 
+    def _linger(self) -> None:
+        """Close after a reply while the client may still be sending: shut our side down, drop
+        what arrives for up to LINGER seconds (or until the client's EOF), then close. Closing
+        with unread input at once makes the kernel send a RST, which can destroy the reply
+        before the client has read it."""
+        if self.closing:
+            return
+        transport = self.transport
+        if self.eof or not transport.can_write_eof():  # TLS cannot half-close; its close_notify ends the reply
+            self._close()
+            return
+        self.closing = True
+        transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self._set_deadline(LINGER, "linger")
+
+    def _close_after_reply(self) -> None:
+        """Close once the reply is written; linger when input is still unread."""
+        if self.body_done and not self.out_linger and not self.parser.buffered:
+            self._close()
+        else:
+            self._linger()
+
     def _reject(self, status: int, reason: str) -> None:
         """Answer a request we cannot parse or accept, and close: nothing after it can be trusted."""
         body = error_page(status, reason)
@@ -191,7 +233,7 @@ class Http1Conn(asyncio.Protocol):
             head.insert(1, b"allow: GET\r\n")
         self.transport.write(b"".join(head))
         self.out_close = True
-        self._close()
+        self._linger()
 
     def _server_line(self) -> bytes:
         return b"server: " + self.server.server_name.encode("latin-1") + b"\r\n"
@@ -233,10 +275,12 @@ class Http1Conn(asyncio.Protocol):
         self.req, self.resp = req, resp
         self.continue_sent = False
         self.out_chunked = False
+        self.expect_pending = head.expect_continue
         self.out_close = not head.keep_alive or self.draining or (
             server.max_streams_per_conn > 0 and self.requests >= server.max_streams_per_conn)
         if head.chunked or head.content_length:
             self.body_done = False
+            self.discarded = 0
             self.trailers_in = []
             if head.content_length is not None and head.content_length > server.max_content_size:
                 self._finish_with_error(HTTPError(417 if head.expect_continue else 413, "request content too large",
@@ -357,6 +401,7 @@ class Http1Conn(asyncio.Protocol):
             return
         if e.close:
             self.out_close = True
+            self.out_linger = True  # the client may still be sending: drop it, then close
         resp.status = e.status
         resp.revisers = []
         resp.headers = list(e.headers)
@@ -377,11 +422,12 @@ class Http1Conn(asyncio.Protocol):
         if self.closing:
             return
         if self.out_close:
-            self._close()
+            self._close_after_reply()
             return
         if not self.body_done:
             self.req = req  # keep the slot busy until the unread body is dropped
             self.discarding = True
+            self._set_deadline(self.server.read_timeout, "discard")
             self._discard()
             return
         self._next()
@@ -391,7 +437,7 @@ class Http1Conn(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
         self._wait_head()
-        if self.parser.buffered:
+        if self.parser.buffered or self.eof:
             self._process()
 
     def _discard(self) -> None:
@@ -401,7 +447,7 @@ class Http1Conn(asyncio.Protocol):
             try:
                 event = parser.next_event()
             except ProtocolError:
-                self._close()
+                self._linger()  # the reply is out; a broken body ends the connection, unparsed
                 return
             if event is NEED_DATA:
                 if self.read_paused:
@@ -410,8 +456,9 @@ class Http1Conn(asyncio.Protocol):
                 return
             if type(event) is Body:
                 self.trailers_in = []
-                if len(event.data) > DISCARD_LIMIT or self.req is None:
-                    self._close()
+                self.discarded += len(event.data)
+                if self.discarded > DISCARD_LIMIT or self.req is None:
+                    self._linger()  # too much to drop: the client learns from the close
                     return
                 continue
             # EndOfMessage
@@ -454,10 +501,11 @@ class Http1Conn(asyncio.Protocol):
             # NEED_DATA: wait for the client.
             if self.closing:
                 raise ConnectionResetError("client went away")
-            req = self.req
-            if req is not None and req.expect_continue and not self.continue_sent and not self.resp.sent:  # type: ignore[union-attr]
-                self.continue_sent = True
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.expect_pending:
+                self.expect_pending = False
+                if not self.resp.sent:  # type: ignore[union-attr]
+                    self.continue_sent = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if not started:
                 started = True
                 if self.timeout_kind != "body":
@@ -484,10 +532,16 @@ class Http1Conn(asyncio.Protocol):
                 parts.append(b"content-length: %d\r\n" % length)
             elif not end:
                 if version == "1.1":
-                    self.out_chunked = True
                     parts.append(b"transfer-encoding: chunked\r\n")
-                else:
+                    # A HEAD response has no body at all, not even the last chunk.
+                    self.out_chunked = req is None or req.method != "HEAD"
+                elif req is None or req.method != "HEAD":
                     self.out_close = True  # HTTP/1.0 without a length: the close ends the body
+        if self.expect_pending and not self.body_done:
+            # The client still waits for "100 Continue" and may never send the body: we cannot
+            # tell its next request from body bytes, so this connection ends with this reply.
+            self.expect_pending = False
+            self.out_close = True
         if self.draining:
             self.out_close = True
         if self.out_close:

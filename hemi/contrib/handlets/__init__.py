@@ -1,0 +1,1 @@
+"""Contributed handlets (favicon, checkers, ...): each module registers its sign on import."""

@@ -1,0 +1,1 @@
+"""Standard revisers: they change responses (and requests) of the rules that name them."""

@@ -1,0 +1,1 @@
+"""FastCGI: the sans-IO codec (``codec``) used by the fcgi proxy."""

@@ -1,0 +1,697 @@
+"""Sans-IO FastCGI 1.0 codec: the web-server side of a responder exchange, plus the CGI response head.
+
+What a web server sends to an application (php-fpm and friends) is produced by plain functions
+that return bytes: :func:`begin_request`, :func:`encode_params`, :func:`encode_stdin`,
+:func:`abort_request`. What comes back is fed to a :class:`ResponseParser`, which turns records
+into :class:`Stdout`, :class:`Stderr` and :class:`EndRequest` events. The STDOUT stream starts
+with a CGI header block; :class:`CgiHeadParser` turns it into a :class:`ResponseHead`.
+
+Nothing here touches sockets, event loops or clocks. Every protocol violation raises
+:class:`FcgiError`, the only exception the codec raises for peer input; a proxy maps it to 502.
+
+Wire facts that shape the encoders (checked against php-fpm's ``main/fastcgi.c``):
+
+* php-fpm rejects a PARAMS record whose content plus padding exceeds 65535 bytes, so records are
+  cut at :data:`MAX_RECORD_CONTENT` (0xFFF8, a multiple of 8: full records need no padding).
+* php-fpm decodes every PARAMS record on its own, so a name-value pair never straddles two
+  records unless it is itself larger than a record (then it must be split; the FastCGI spec
+  allows it, php-fpm refuses such a request either way).
+* Records are padded to a multiple of 8 bytes, as the spec recommends and php-fpm/nginx do.
+
+The response parser never buffers more than one END_REQUEST record (8 + 255 bytes): STDOUT and
+STDERR content is handed out as soon as it arrives, whatever the record boundaries.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final, NamedTuple
+
+__all__ = [
+    "VERSION_1",
+    "HEADER_SIZE",
+    "MAX_CONTENT_LENGTH",
+    "MAX_PADDING_LENGTH",
+    "MAX_RECORD_CONTENT",
+    "NULL_REQUEST_ID",
+    "BEGIN_REQUEST",
+    "ABORT_REQUEST",
+    "END_REQUEST",
+    "PARAMS",
+    "STDIN",
+    "STDOUT",
+    "STDERR",
+    "DATA",
+    "GET_VALUES",
+    "GET_VALUES_RESULT",
+    "UNKNOWN_TYPE",
+    "RECORD_TYPE_NAMES",
+    "RESPONDER",
+    "AUTHORIZER",
+    "FILTER",
+    "KEEP_CONN",
+    "REQUEST_COMPLETE",
+    "CANT_MPX_CONN",
+    "OVERLOADED",
+    "UNKNOWN_ROLE",
+    "MAX_HEAD_SIZE",
+    "FcgiError",
+    "Stdout",
+    "Stderr",
+    "EndRequest",
+    "Event",
+    "begin_request",
+    "encode_params",
+    "encode_stdin",
+    "abort_request",
+    "encode_record",
+    "end_request",
+    "decode_params",
+    "ResponseParser",
+    "ResponseHead",
+    "HeadBlockParser",
+    "CgiHeadParser",
+]
+
+# --------------------------------------------------------------------------
+# Constants (FastCGI 1.0 specification, §8)
+# --------------------------------------------------------------------------
+
+VERSION_1: Final = 1
+HEADER_SIZE: Final = 8
+MAX_CONTENT_LENGTH: Final = 0xFFFF   # contentLength is a u16
+MAX_PADDING_LENGTH: Final = 0xFF     # paddingLength is a u8
+MAX_RECORD_CONTENT: Final = 0xFFF8   # what we put in one record: 8-aligned, content+padding <= 0xFFFF
+NULL_REQUEST_ID: Final = 0           # management records
+
+BEGIN_REQUEST: Final = 1
+ABORT_REQUEST: Final = 2
+END_REQUEST: Final = 3
+PARAMS: Final = 4
+STDIN: Final = 5
+STDOUT: Final = 6
+STDERR: Final = 7
+DATA: Final = 8
+GET_VALUES: Final = 9
+GET_VALUES_RESULT: Final = 10
+UNKNOWN_TYPE: Final = 11
+
+RECORD_TYPE_NAMES: Final[dict[int, str]] = {
+    BEGIN_REQUEST: "BEGIN_REQUEST", ABORT_REQUEST: "ABORT_REQUEST", END_REQUEST: "END_REQUEST",
+    PARAMS: "PARAMS", STDIN: "STDIN", STDOUT: "STDOUT", STDERR: "STDERR", DATA: "DATA",
+    GET_VALUES: "GET_VALUES", GET_VALUES_RESULT: "GET_VALUES_RESULT", UNKNOWN_TYPE: "UNKNOWN_TYPE",
+}
+
+# Roles (FCGI_BeginRequestBody.role)
+RESPONDER: Final = 1
+AUTHORIZER: Final = 2
+FILTER: Final = 3
+
+# Flags (FCGI_BeginRequestBody.flags)
+KEEP_CONN: Final = 1
+
+# Protocol statuses (FCGI_EndRequestBody.protocolStatus)
+REQUEST_COMPLETE: Final = 0
+CANT_MPX_CONN: Final = 1
+OVERLOADED: Final = 2
+UNKNOWN_ROLE: Final = 3
+
+MAX_HEAD_SIZE: Final = 64 * 1024
+"""Default bound on a CGI response head (header lines plus the empty line)."""
+
+_HEADER: Final = struct.Struct(">BBHHBx")          # version, type, requestId, contentLength, paddingLength
+_BEGIN_BODY: Final = struct.Struct(">HB5x")         # role, flags
+_END_BODY: Final = struct.Struct(">IB3x")           # appStatus, protocolStatus
+_LEN4: Final = struct.Struct(">I")
+_PADDING: Final = bytes(8)
+_MAX_NV_LENGTH: Final = 0x7FFFFFFF                  # 4-byte lengths carry 31 bits
+_SHORT_PAIR: Final = struct.Struct(">BB").pack      # both lengths < 128: one byte each
+_BYTE: Final = tuple(bytes((i,)) for i in range(128))
+
+
+# --------------------------------------------------------------------------
+# Errors and events
+# --------------------------------------------------------------------------
+
+
+class FcgiError(Exception):
+    """The FastCGI exchange is broken (bad record, bad CGI head, or an unencodable request).
+
+    ``reason`` is a short explanation for logs. The connection must not be reused; a proxy
+    answers 502. It is the only exception the codec raises for any input from the peer.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason: str = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Stdout:
+    """A piece of the application's STDOUT stream (never empty)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stderr:
+    """A piece of the application's STDERR stream (never empty)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndRequest:
+    """The application finished the request; always the last event of a response."""
+
+    app_status: int
+    protocol_status: int
+
+
+Event = Stdout | Stderr | EndRequest
+
+
+# --------------------------------------------------------------------------
+# Request side: what a web server sends
+# --------------------------------------------------------------------------
+
+
+def _check_request_id(request_id: int) -> None:
+    if not 1 <= request_id <= 0xFFFF:
+        raise FcgiError(f"request id {request_id} out of range 1..65535")
+
+
+def _padded(record_type: int, request_id: int, content: bytes | memoryview, out: list[bytes | memoryview]) -> None:
+    """Append one record (header, content, padding to a multiple of 8) to ``out``."""
+    n = len(content)
+    pad = -n & 7
+    out.append(_HEADER.pack(VERSION_1, record_type, request_id, n, pad))
+    if n:
+        out.append(content)
+        if pad:
+            out.append(_PADDING[:pad])
+
+
+def encode_record(record_type: int, request_id: int, content: bytes = b"") -> bytes:
+    """One record of any type with 8-byte padding; ``content`` must fit in one record.
+
+    The building block of the other encoders; also what a test or a fake application uses to
+    produce STDOUT/STDERR/END_REQUEST records.
+    """
+    if not 0 <= record_type <= 0xFF:
+        raise FcgiError(f"record type {record_type} out of range")
+    if not 0 <= request_id <= 0xFFFF:
+        raise FcgiError(f"request id {request_id} out of range 0..65535")
+    if len(content) > MAX_CONTENT_LENGTH:
+        raise FcgiError(f"record content of {len(content)} bytes exceeds {MAX_CONTENT_LENGTH}")
+    out: list[bytes | memoryview] = []
+    _padded(record_type, request_id, content, out)
+    return b"".join(out)
+
+
+def begin_request(request_id: int, keep_conn: bool, role: int = RESPONDER) -> bytes:
+    """BEGIN_REQUEST: ``keep_conn`` asks the application to leave the connection open afterwards."""
+    _check_request_id(request_id)
+    if not 0 <= role <= 0xFFFF:
+        raise FcgiError(f"role {role} out of range")
+    return _HEADER.pack(VERSION_1, BEGIN_REQUEST, request_id, 8, 0) + _BEGIN_BODY.pack(
+        role, KEEP_CONN if keep_conn else 0)
+
+
+def abort_request(request_id: int) -> bytes:
+    """ABORT_REQUEST: the client went away; the application should end the request."""
+    _check_request_id(request_id)
+    return _HEADER.pack(VERSION_1, ABORT_REQUEST, request_id, 0, 0)
+
+
+def end_request(request_id: int, app_status: int = 0, protocol_status: int = REQUEST_COMPLETE) -> bytes:
+    """END_REQUEST as an application sends it (for tests and fake applications)."""
+    if not 0 <= app_status <= 0xFFFFFFFF or not 0 <= protocol_status <= 0xFF:
+        raise FcgiError("END_REQUEST status out of range")
+    return encode_record(END_REQUEST, request_id, _END_BODY.pack(app_status, protocol_status))
+
+
+def _to_bytes(s: str | bytes) -> bytes:
+    if isinstance(s, str):
+        try:
+            return s.encode()
+        except UnicodeEncodeError:
+            pass
+        try:
+            return s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise FcgiError("parameter is not encodable as UTF-8") from None
+    if isinstance(s, (bytes, bytearray, memoryview)):
+        return bytes(s)
+    raise FcgiError(f"parameter must be str or bytes, not {type(s).__name__}")
+
+
+def _nv_length(n: int) -> bytes:
+    if n < 128:
+        return _BYTE[n]
+    if n > _MAX_NV_LENGTH:
+        raise FcgiError("parameter longer than 2**31-1 bytes")
+    return _LEN4.pack(n | 0x80000000)
+
+
+def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | bytes]]) -> bytes:
+    """The PARAMS stream: name-value pairs in records, then the empty PARAMS record that ends it.
+
+    Each name and value may be ``str`` (encoded as UTF-8; ``surrogateescape`` lets strings that
+    were decoded from arbitrary bytes that way round-trip) or ``bytes`` (sent as is; use bytes
+    for values that must keep their exact wire form, e.g. latin-1 request header values).
+    Pairs are packed whole into records of at most :data:`MAX_RECORD_CONTENT` bytes; only a
+    pair larger than that is split across records.
+    """
+    _check_request_id(request_id)
+    # Flat [len-prefix, name, value, len-prefix, name, value, ...]: one join in the common case.
+    parts: list[bytes] = []
+    total = 0
+    for name, value in params:
+        if type(name) is not bytes:
+            name = _to_bytes(name)
+        if type(value) is not bytes:
+            value = _to_bytes(value)
+        nl = len(name)
+        vl = len(value)
+        prefix = _SHORT_PAIR(nl, vl) if nl < 128 and vl < 128 else _nv_length(nl) + _nv_length(vl)
+        parts += (prefix, name, value)
+        total += len(prefix) + nl + vl
+    out: list[bytes | memoryview] = []
+    if total <= MAX_RECORD_CONTENT:
+        if total:
+            _padded(PARAMS, request_id, b"".join(parts), out)
+    else:
+        record: list[bytes | memoryview] = []
+        size = 0
+        for i in range(0, len(parts), 3):
+            pair = b"".join(parts[i:i + 3])
+            n = len(pair)
+            if size + n > MAX_RECORD_CONTENT and size:
+                _padded(PARAMS, request_id, b"".join(record), out)
+                record = []
+                size = 0
+            if n <= MAX_RECORD_CONTENT:
+                record.append(pair)
+                size += n
+                continue
+            # A pair bigger than a record: full records now, the tail starts the next record.
+            view = memoryview(pair)
+            cut = n - n % MAX_RECORD_CONTENT
+            for j in range(0, cut, MAX_RECORD_CONTENT):
+                _padded(PARAMS, request_id, view[j:j + MAX_RECORD_CONTENT], out)
+            if cut < n:
+                record.append(view[cut:])
+                size = n - cut
+        if size:
+            _padded(PARAMS, request_id, b"".join(record), out)
+    out.append(_HEADER.pack(VERSION_1, PARAMS, request_id, 0, 0))
+    return b"".join(out)
+
+
+def encode_stdin(request_id: int, data: bytes) -> bytes:
+    """STDIN records carrying ``data``; ``encode_stdin(rid, b"")`` is the record that ends the stream.
+
+    Call it once per body piece as the body streams in, then once with ``b""``.
+    """
+    _check_request_id(request_id)
+    n = len(data)
+    if n <= MAX_RECORD_CONTENT:
+        pad = -n & 7
+        if not pad:
+            return _HEADER.pack(VERSION_1, STDIN, request_id, n, 0) + data
+        return b"".join((_HEADER.pack(VERSION_1, STDIN, request_id, n, pad), data, _PADDING[:pad]))
+    out: list[bytes | memoryview] = []
+    view = memoryview(data)
+    for i in range(0, n, MAX_RECORD_CONTENT):
+        _padded(STDIN, request_id, view[i:i + MAX_RECORD_CONTENT], out)
+    return b"".join(out)
+
+
+def decode_params(content: bytes) -> list[tuple[bytes, bytes]]:
+    """Decode a PARAMS stream's content (all its records' content concatenated).
+
+    The application side of :func:`encode_params`, for tests and fake applications.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    pos = 0
+    end = len(content)
+    while pos < end:
+        lengths = []
+        for _ in range(2):
+            if pos >= end:
+                raise FcgiError("truncated name-value pair")
+            b = content[pos]
+            if b < 128:
+                lengths.append(b)
+                pos += 1
+            else:
+                if pos + 4 > end:
+                    raise FcgiError("truncated name-value length")
+                lengths.append(_LEN4.unpack_from(content, pos)[0] & _MAX_NV_LENGTH)
+                pos += 4
+        nl, vl = lengths
+        if pos + nl + vl > end:
+            raise FcgiError("truncated name-value pair")
+        out.append((bytes(content[pos:pos + nl]), bytes(content[pos + nl:pos + nl + vl])))
+        pos += nl + vl
+    return out
+
+
+# --------------------------------------------------------------------------
+# Response side: records from the application
+# --------------------------------------------------------------------------
+
+_S_HEADER: Final = 0    # waiting for an 8-byte record header
+_S_STDOUT: Final = 1    # inside STDOUT content; _left bytes to go
+_S_STDERR: Final = 2    # inside STDERR content; _left bytes to go
+_S_PADDING: Final = 3   # skipping _left bytes of padding
+_S_END: Final = 4       # waiting for the whole END_REQUEST body + padding (_left bytes)
+_S_DONE: Final = 5      # END_REQUEST seen
+
+
+class ResponseParser:
+    """Turns the bytes an application sends for one request into events.
+
+    ``feed`` returns the events completed by the bytes given so far; records may be split
+    anywhere across feeds. Consecutive STDOUT (or STDERR) content within one ``feed`` is joined
+    into one event, so the number of events does not grow with the number of records.
+    :class:`EndRequest` is emitted once the whole END_REQUEST record, padding included, has
+    arrived, so a kept-alive connection is clean when it is seen; any byte after it is an error.
+
+    Accepted: STDOUT, STDERR and END_REQUEST records of ``request_id``. Rejected with
+    :class:`FcgiError`: another version, another request id (including management records),
+    any other record type, an END_REQUEST body that is not 8 bytes, stream content after that
+    stream's empty end record, and data after END_REQUEST. The end records of STDOUT/STDERR are
+    optional before END_REQUEST (php-fpm does not send them).
+    """
+
+    __slots__ = ("request_id", "_state", "_left", "_pad", "_buf", "_stdout_closed", "_stderr_closed", "_failed")
+
+    def __init__(self, request_id: int = 1) -> None:
+        _check_request_id(request_id)
+        self.request_id: int = request_id
+        self._state = _S_HEADER
+        self._left = 0
+        self._pad = 0
+        self._buf = b""              # a partial record header or END_REQUEST record (< 263 bytes)
+        self._stdout_closed = False
+        self._stderr_closed = False
+        self._failed: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once END_REQUEST has been parsed."""
+        return self._state == _S_DONE
+
+    def eof(self) -> None:
+        """The connection closed: an error unless the request ended."""
+        if self._state != _S_DONE:
+            raise FcgiError("connection closed before END_REQUEST")
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._failed is not None:
+            raise FcgiError(self._failed)
+        try:
+            return self._feed(data)
+        except FcgiError as e:
+            self._failed = e.reason
+            raise
+
+    def _feed(self, data: bytes) -> list[Event]:
+        if type(data) is not bytes:
+            data = bytes(data)
+        state = self._state
+        if state == _S_DONE:
+            if data:
+                raise FcgiError("data after END_REQUEST")
+            return []
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        events: list[Event] = []
+        pending: list[bytes] = []     # joined into one event of pending_kind
+        pending_kind = _S_STDOUT
+        left = self._left
+        pad = self._pad
+        pos = 0
+        n = len(data)
+        while pos < n:
+            if state == _S_HEADER:
+                if n - pos < HEADER_SIZE:
+                    self._buf = data[pos:]
+                    break
+                version, rtype, rid, clen, pad = _HEADER.unpack_from(data, pos)
+                pos += HEADER_SIZE
+                if version != VERSION_1:
+                    raise FcgiError(f"unsupported FastCGI version {version}")
+                if rtype == STDOUT or rtype == STDERR:
+                    if rid != self.request_id:
+                        raise FcgiError(f"record for request id {rid}, expected {self.request_id}")
+                    if clen:
+                        if self._stdout_closed if rtype == STDOUT else self._stderr_closed:
+                            raise FcgiError(f"{RECORD_TYPE_NAMES[rtype]} content after the end of the stream")
+                        state = _S_STDOUT if rtype == STDOUT else _S_STDERR
+                        left = clen
+                        continue
+                    if rtype == STDOUT:
+                        self._stdout_closed = True
+                    else:
+                        self._stderr_closed = True
+                    if pad:
+                        state = _S_PADDING
+                        left = pad
+                elif rtype == END_REQUEST:
+                    if rid != self.request_id:
+                        raise FcgiError(f"record for request id {rid}, expected {self.request_id}")
+                    if clen != 8:
+                        raise FcgiError(f"END_REQUEST body of {clen} bytes, expected 8")
+                    state = _S_END
+                    left = 8 + pad
+                elif rtype in RECORD_TYPE_NAMES:
+                    raise FcgiError(f"unexpected {RECORD_TYPE_NAMES[rtype]} record from the application")
+                else:
+                    raise FcgiError(f"unknown record type {rtype}")
+            elif state == _S_STDOUT or state == _S_STDERR:
+                take = n - pos
+                if take > left:
+                    take = left
+                if pending and pending_kind != state:
+                    events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
+                    pending = []
+                pending_kind = state
+                pending.append(data[pos:pos + take] if take != n else data)
+                pos += take
+                left -= take
+                if not left:
+                    if pad:
+                        state = _S_PADDING
+                        left = pad
+                    else:
+                        state = _S_HEADER
+            elif state == _S_PADDING:
+                take = n - pos
+                if take >= left:
+                    pos += left
+                    left = 0
+                    state = _S_HEADER
+                else:
+                    pos = n
+                    left -= take
+            else:  # _S_END
+                if n - pos < left:
+                    self._buf = data[pos:]
+                    break
+                app_status, protocol_status = _END_BODY.unpack_from(data, pos)
+                pos += left
+                if pending:
+                    events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
+                    pending = []
+                events.append(EndRequest(app_status, protocol_status))
+                state = _S_DONE
+                left = 0
+                if pos < n:
+                    raise FcgiError("data after END_REQUEST")
+        if pending:
+            events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
+        self._state = state
+        self._left = left
+        self._pad = pad
+        return events
+
+
+# --------------------------------------------------------------------------
+# CGI response head (RFC 3875 §6), shared with other CGI-style protocols (uwsgi)
+# --------------------------------------------------------------------------
+
+
+class ResponseHead(NamedTuple):
+    """A parsed response head.
+
+    ``reason`` is the phrase the application gave, or "" (the caller then uses the standard
+    one). ``headers`` keep their order; names are lower-case, values stripped of SP/HTAB and
+    decoded as latin-1 (bytes on the wire). ``rest`` is what followed the head in the bytes fed:
+    the start of the body.
+    """
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    rest: bytes
+
+
+_FIELD_RE: Final = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t -~\x80-\xff]*)")
+_STATUS_VALUE_RE: Final = re.compile(r"([0-9]{3})(?:[ \t]+(.*))?")
+_STATUS_LINE_RE: Final = re.compile(r"HTTP/1\.[0-9] ([0-9]{3})(?: ([\t -~\x80-\xff]*))?")
+
+
+def _find_head_end(buf: bytes | bytearray, scan: int, limit: int) -> tuple[int, int]:
+    """(end of the last header line incl. its LF, start of the body), or (-1, -1).
+
+    The head ends at the first empty line; lines end with CRLF or LF, in any mix. Only
+    ``buf[scan:limit]`` is searched: a CRLF head (the common case) is found without touching
+    the body, and nothing past the size limit is ever scanned.
+    """
+    first = buf[:1]
+    if first == b"\n":
+        return 0, 1
+    if first == b"\r" and buf[1:2] == b"\n":
+        return 0, 2
+    j = buf.find(b"\n\r\n", scan, limit)
+    i = buf.find(b"\n\n", scan, j + 2 if j >= 0 else limit)
+    if i >= 0:
+        return i + 1, i + 2
+    if j >= 0:
+        return j + 1, j + 3
+    return -1, -1
+
+
+class HeadBlockParser:
+    """Incremental parser of a response head: header lines up to an empty line, CRLF or LF.
+
+    The shared machinery of :class:`CgiHeadParser` and ``hemi.web.uwsgi.codec.HttpHeadParser``;
+    subclasses choose the error type and whether an ``HTTP/1.x NNN reason`` status line may
+    come first. Rules for a CGI head (no status line): ``Status: NNN [reason]`` sets the status
+    and is removed from the headers; otherwise a non-empty ``Location`` means 302; otherwise
+    200. With a status line, every header, ``Status`` included, is kept as it is.
+
+    ``feed`` returns None until the head is complete, then the :class:`ResponseHead`; after
+    that the parser is spent (body bytes go to the caller's body handling, not here; another
+    ``feed`` is a RuntimeError). Errors are sticky: once raised, every ``feed`` raises. A head
+    larger than ``max_size`` bytes, a malformed line, obs-fold, a control character in a
+    value, a bad or duplicate ``Status`` and a status outside 100..599 are errors.
+    """
+
+    __slots__ = ("max_size", "_buf", "_scan", "_done", "_failed")
+
+    error: ClassVar[type[Exception]] = FcgiError
+    allow_status_line: ClassVar[bool] = False
+
+    def __init__(self, max_size: int = MAX_HEAD_SIZE) -> None:
+        self.max_size: int = max_size
+        self._buf = bytearray()
+        self._scan = 0
+        self._done = False
+        self._failed: str | None = None
+
+    def feed(self, data: bytes) -> ResponseHead | None:
+        if self._failed is not None:
+            raise self.error(self._failed)
+        if self._done:
+            raise RuntimeError("the response head was already parsed")
+        try:
+            return self._feed(data)
+        except self.error as e:
+            self._failed = str(e)
+            self._buf = bytearray()
+            raise
+
+    def _feed(self, data: bytes) -> ResponseHead | None:
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data
+        end, body = _find_head_end(buf, self._scan, self.max_size + 3)
+        if end < 0:
+            if len(buf) >= self.max_size:
+                raise self.error(f"response head larger than {self.max_size} bytes")
+            if buf is not self._buf:
+                self._buf += buf
+            self._scan = max(0, len(buf) - 2)
+            return None
+        self._done = True
+        self._buf = bytearray()
+        if body > self.max_size:
+            raise self.error(f"response head larger than {self.max_size} bytes")
+        status, reason, headers = self._parse(bytes(buf[:end]).decode("latin-1"))
+        return ResponseHead(status, reason, headers, bytes(buf[body:]))
+
+    def _parse(self, block: str) -> tuple[int, str, list[tuple[str, str]]]:
+        error = self.error
+        lines = block.split("\n")
+        lines.pop()                  # the block ends with LF: the last piece is ""
+        status = 0
+        reason = ""
+        status_line = False
+        start = 0
+        if self.allow_status_line and lines and lines[0].startswith("HTTP/"):
+            line = lines[0]
+            if line[-1:] == "\r":
+                line = line[:-1]
+            m = _STATUS_LINE_RE.fullmatch(line)
+            if m is None:
+                raise error("malformed status line")
+            status = int(m[1])
+            reason = (m[2] or "").strip(" \t")
+            status_line = True
+            start = 1
+        headers: list[tuple[str, str]] = []
+        location = False
+        for k in range(start, len(lines)):
+            line = lines[k]
+            if line[-1:] == "\r":
+                line = line[:-1]
+            m = _FIELD_RE.fullmatch(line)
+            if m is None:
+                raise error("malformed header line")
+            name = m[1].lower()
+            value = m[2].strip(" \t")
+            if not status_line:
+                if name == "status":
+                    if status:
+                        raise error("duplicate Status header")
+                    s = _STATUS_VALUE_RE.fullmatch(value)
+                    if s is None:
+                        raise error("malformed Status header")
+                    status = int(s[1])
+                    reason = (s[2] or "").strip(" \t")
+                    if not 100 <= status <= 599:
+                        raise error(f"status {status} out of range")
+                    continue
+                if name == "location" and value:
+                    location = True
+            headers.append((name, value))
+        if not status:
+            status = 302 if location else 200
+        elif not 100 <= status <= 599:
+            raise error(f"status {status} out of range")
+        return status, reason, headers
+
+
+class CgiHeadParser(HeadBlockParser):
+    """The CGI header block at the start of a FastCGI STDOUT stream; errors are :class:`FcgiError`.
+
+    Feed it :class:`Stdout` data until it returns a :class:`ResponseHead`. A ``Location``
+    without ``Status`` is answered as a 302 redirect whatever its form (CGI local redirects,
+    RFC 3875 §6.2.2, are not performed).
+    """
+
+    __slots__ = ()
+
+    error = FcgiError
+    allow_status_line = False

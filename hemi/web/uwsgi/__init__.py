@@ -1,0 +1,1 @@
+"""uwsgi: the sans-IO codec (``codec``) used by the uwsgi proxy."""
