@@ -103,7 +103,7 @@ def check(config_file: str, dirs: Dirs) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     action = "serve"
-    if args and not args[0].startswith("-"):
+    if args and (not args[0].startswith("-") or args[0] in ("-h", "--help")):
         action = args.pop(0)
     if action in ("help", "-h", "--help"):
         print(USAGE, end="")

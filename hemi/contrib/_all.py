@@ -8,3 +8,4 @@ from ..web import static  # noqa: F401,E402
 from .handlets import favicon  # noqa: F401,E402
 from .handlets import checkers, rewriter  # noqa: F401,E402
 from .revisers import gzip, head  # noqa: F401,E402
+from ..net import backends  # noqa: F401,E402

@@ -38,6 +38,8 @@ class Registry:
     def add(self, sign: str, kind: str, cls: type) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown component kind {kind!r} for sign {sign!r}")
+        if sign == "stage":  # the root of every config, not a component anyone can provide
+            raise SignConflict(f"sign 'stage' is reserved; {cls.__module__}.{cls.__qualname__} cannot take it")
         old = self._signs.get(sign)
         if old is not None and old[1] is not cls:
             raise SignConflict(f"sign {sign!r} is already registered by {old[1].__module__}.{old[1].__qualname__} "

@@ -11,6 +11,8 @@ Signs:
   length and sha256, trailers, the app's name, and where a spooled body lived.
 - ``testStream``: a chunked response of ``?n=`` pieces, ``?delay=`` seconds apart, with a trailer.
 - ``testSlow``: sleeps ``?s=`` seconds (default 1), then answers "slow done".
+- ``testPass``: adds ``x-passed: <its name>`` to the response and declines (returns False), so
+  the rule falls through to later handlets and rules.
 """
 
 from __future__ import annotations
@@ -81,3 +83,10 @@ class TestSlow(Handlet):
         await asyncio.sleep(float(req.query("s", "1")))
         resp.send("slow done")
         return True
+
+
+@handlet("testPass")
+class TestPass(Handlet):
+    def handle(self, req, resp) -> bool:  # type: ignore[no-untyped-def]
+        resp.add_header("x-passed", self.name)
+        return False

@@ -109,6 +109,22 @@ def test_pipelined_requests_answer_in_order(g) -> None:
         assert not c.closed_after(0.3)
 
 
+def test_deep_pipeline_of_fixed_answers(g) -> None:
+    """Thousands of pipelined requests in one write, read only after a pause: answered in
+    order, none lost (no recursion per request, output held back while we do not read)."""
+    n = 3000
+    with Conn(g.port, timeout=10) as c:
+        import threading
+        sender = threading.Thread(target=c.send, args=(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * n,))
+        sender.start()
+        time.sleep(0.5)
+        bodies = [c.read_response().body for _ in range(n)]  # type: ignore[union-attr]
+        sender.join()
+        assert bodies == [b"ok"] * n
+        assert not c.closed_after(0.2)
+    assert "Error" not in g.log()
+
+
 def test_pipelined_fast_path_with_unread_body(g) -> None:
     """A fixed-text rule does not read the body: the server drops it and parses what follows."""
     reqs = (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -424,3 +424,62 @@ def test_describe_and_repr(dirs: Dirs) -> None:
     p = stage.get("runner", "p")
     assert p.describe() == 'tProbe "p"' and repr(p) == "<Probe tProbe 'p'>"  # type: ignore[union-attr]
     assert stage.clock.describe() == "clock" and stage.describe() == "stage"
+
+
+# -- the registry ------------------------------------------------------------------------------------------------------
+def test_a_sign_belongs_to_one_class() -> None:
+    from hemi.core.registry import SignConflict
+
+    class Other(Component):
+        pass
+
+    with pytest.raises(SignConflict, match="'tProbe' is already registered by .*Probe"):
+        register("tProbe", "cronjob")(Other)
+    with pytest.raises(SignConflict, match="'static' is already registered"):
+        register("static", "handlet")(Other)
+    with pytest.raises(SignConflict, match="'stage' is reserved"):
+        register("stage", "handlet")(Other)
+    register("tProbe", "runner")(Probe)  # the same class again (a module imported twice) is fine
+    assert registry.lookup("tProbe") == ("runner", Probe)
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown component kind 'widget'"):
+        register("tWidget", "widget")(Probe)
+    assert registry.lookup("tWidget") is None
+
+
+def test_planned_signs_say_not_implemented_until_registered(dirs: Dirs) -> None:
+    registry.plan("tSoon", "runner", "planned in a test")
+    try:
+        with pytest.raises(ConfigError) as info:
+            build('stage {\n tSoon "s" { .anything = 1 } }', dirs)
+        assert [(str(p.location), p.message) for p in info.value.problems] == [
+            ("<text>:2:2", "runner 'tSoon' is not implemented yet (planned in a test)")]
+        register("tSoon", "runner")(type("Soon", (Probe,), {}))
+        assert registry.planned("tSoon") is None
+        build('stage { tSoon "s" { } }', dirs)
+    finally:
+        registry.remove("tSoon")
+        registry._planned.pop("tSoon", None)
+
+
+def test_misplaced_and_misnamed_components(dirs: Dirs) -> None:
+    with pytest.raises(ConfigError) as info:
+        build('''stage {
+    static { }
+    app "a" { .hostnames = ("*") tProbe "p" { } rule { rule { } } }
+    tProbe { }
+    clock "c" { }
+    app "a" { .hostnames = ("*") }
+    tProbeHandlet { }
+}''', dirs)
+    assert [(str(p.location), p.message) for p in info.value.problems] == [
+        ("<text>:2:5", "found handlet 'static' in stage, expected it inside app or rule"),
+        ("<text>:3:34", "found runner 'tProbe' in app \"a\", expected it inside stage"),
+        ("<text>:3:56", "found rule 'rule' in rule \"rule#1\", expected it inside app"),
+        ("<text>:4:5", 'found tProbe without a name, expected tProbe "name" { ... }'),
+        ("<text>:5:5", "found a name on clock, expected none: it is a singleton"),
+        ("<text>:6:5", 'found a second app named "a" in stage, expected unique names (the first is at <text>:3:5)'),
+        ("<text>:7:5", "found handlet 'tProbeHandlet' in stage, expected it inside app or rule"),
+    ]

@@ -302,6 +302,8 @@ BAD: list[tuple[str, bytes, tuple[int, str]]] = [
     ("ctl-in-value", b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x1bb\r\n\r\n", (400, "bad header value")),
     ("del-in-value", b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", (400, "bad header value")),
     ("empty-name", b"GET / HTTP/1.1\r\nHost: h\r\n: x\r\n\r\n", (400, "empty header name")),
+    ("empty-name-sole-field", b"GET / HTTP/1.1\r\n:Host: h\r\n\r\n", (400, "empty header name")),
+    ("empty-name-sole-field-http10", b"GET / HTTP/1.0\r\n: x\r\n\r\n", (400, "empty header name")),
     ("missing-colon", b"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", (400, "missing colon in header field")),
     ("bad-name-char", b"GET / HTTP/1.1\r\nHost: h\r\nX(y): z\r\n\r\n", (400, "bad header name")),
     ("non-ascii-name", b"GET / HTTP/1.1\r\nHost: h\r\nX\xe9: z\r\n\r\n", (400, "bad header name")),
@@ -632,10 +634,21 @@ def test_same_host_revalidated_per_request_is_cached_but_correct() -> None:
     assert e.value.reason == "bad host"
 
 
-def test_split_head_across_feeds_uses_same_rules() -> None:
-    raw = b"GET /x HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:  2 \r\n\r\n"
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /x HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:  2 \r\n\r\n",
+        # Leading empty lines go through the incremental parser, the rest may
+        # then take the fast path: both must agree (found by the fuzzer).
+        b"\r\nGET / HTTP/1.1\r\n:Host: example.com\r\n\r\n",
+        b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nX : y\r\n\r\n",
+        b"\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    ],
+)
+def test_every_two_way_split_gives_the_same_result(raw: bytes) -> None:
+    reference = whole(raw)
     for cut in range(len(raw) + 1):
-        assert drive([raw[:cut], raw[cut:]]) == whole(raw)
+        assert drive([raw[:cut], raw[cut:]]) == reference, cut
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hemi.web.http1.codec import encode_chunk, encode_last_chunk
 
-from .test_http1_codec import drive, whole
+from .test_http1_codec import bytewise, drive, whole
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -72,8 +72,11 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 
 def check_split_invariance(raw: bytes, cuts: list[int], **limits: int) -> list[Any]:
+    """Whole (fast path), random split, and byte-at-a-time (incremental path)
+    must all agree."""
     reference = whole(raw, **limits)
     assert drive(split_at(raw, cuts), **limits) == reference
+    assert bytewise(raw, **limits) == reference
     return reference
 
 

@@ -12,8 +12,9 @@ between lenient parsers, so anything RFC 9112 does not allow is rejected with a
 
 Speed is also deliberate: this is the hot path of the server.  A head that is
 already complete in the buffer (the normal case) is parsed in one pass: one
-``bytes.find`` for the end of the head, one ``split`` into lines, one short
-regex for the request line and C-level string methods per field.  Only when
+``bytes.find`` for the end of the head, one ``bytes.translate`` to rule out
+control characters, one ``split`` into lines, one short regex for the request
+line and C-level string methods per field.  Only when
 that fast path sees anything unusual (a split head, a malformed line, a limit
 being hit) does the incremental line-by-line parser run; it is the reference
 behaviour, and the fast path never accepts anything it would reject, so the
@@ -164,8 +165,10 @@ _REQUEST_LINE_RE: Final = re.compile(rf"([{_TCHAR}]+) ([!-~]+) HTTP/(1\.[01])")
 _METHOD_RE: Final = re.compile(rf"[{_TCHAR}]+")
 _TARGET_RE: Final = re.compile(r"[!-~]+")
 _ANY_VERSION_RE: Final = re.compile(r"HTTP/[0-9]\.[0-9]")
-# Names joined with "\n": validates all names, and catches empty ones, at once.
-_NAMES_RE: Final = re.compile(rf"(?:[{_TCHAR}]+(?:\n[{_TCHAR}]+)*)?")
+# Names joined with "\n": validates all names, and catches empty ones, at once
+# (only used when there is at least one name, so the join is never empty
+# unless a name is).
+_NAMES_RE: Final = re.compile(rf"[{_TCHAR}]+(?:\n[{_TCHAR}]+)*")
 # Field names already proven to be tokens: validating a request's names is
 # then one C-level set.issuperset() instead of a regex pass.  Only valid
 # names ever enter, and the set is bounded so hostile clients cannot grow it.

@@ -47,7 +47,7 @@ class Http1Conn(asyncio.Protocol):
     __slots__ = ("server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
-                 "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger")
+                 "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -81,6 +81,7 @@ class Http1Conn(asyncio.Protocol):
         self.send_started = 0.0
         self.eof = False
         self.expect_pending = False  # the client waits for "100 Continue" before sending its body
+        self.processing = False      # _process is on the stack: exchanges that end inline loop, not recurse
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -144,6 +145,8 @@ class Http1Conn(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self.req is None and not self.closing:
+            self._next()  # pipelined requests held back while the client was not reading
 
     # -- timeouts and closing ----------------------------------------------------------------------------
     def _set_deadline(self, seconds: float, kind: str) -> None:
@@ -170,7 +173,7 @@ class Http1Conn(asyncio.Protocol):
             if self.parser.buffered and self.req is None:
                 self._reject(408, "request head not received in time")
             else:
-                self._close()
+                self._close(abort=self.transport.get_write_buffer_size() > 0)
         elif kind == "discard":  # the client stalls in a body nobody reads
             self._close(abort=True)
         elif kind == "body":
@@ -240,27 +243,43 @@ class Http1Conn(asyncio.Protocol):
 
     # -- reading requests ---------------------------------------------------------------------------------
     def _process(self) -> None:
-        """Parse and answer requests from the buffer until one needs to wait."""
+        """Parse and answer requests from the buffer until one needs to wait.
+
+        Exchanges answered inline end here and the loop takes the next pipelined request (no
+        recursion, however many are buffered). It stops while the client does not read our
+        replies, so pipelining cannot make us buffer unbounded output."""
         parser = self.parser
-        while not self.closing and self.req is None:
-            try:
-                event = parser.next_event()
-            except ProtocolError as e:
-                self._reject(e.status, e.reason)
-                return
-            if event is NEED_DATA:
-                return
-            if event is PAUSED:
-                parser.start_next()
-                continue
-            if event is CLOSED:
-                self._close()
-                return
-            if type(event) is RequestHead:
-                self._start_exchange(event)
-            else:  # pragma: no cover - the codec never yields body events while idle
-                self._reject(400, "unexpected data")
-                return
+        self.processing = True
+        try:
+            while not self.closing and self.req is None:
+                if self.write_paused:
+                    self._hold_reading()
+                    return
+                try:
+                    event = parser.next_event()
+                except ProtocolError as e:
+                    self._reject(e.status, e.reason)
+                    return
+                if event is NEED_DATA:
+                    return
+                if event is PAUSED:
+                    parser.start_next()
+                    continue
+                if event is CLOSED:
+                    self._close()
+                    return
+                if type(event) is RequestHead:
+                    self._start_exchange(event)
+                else:  # pragma: no cover - the codec never yields body events while idle
+                    self._reject(400, "unexpected data")
+                    return
+        finally:
+            self.processing = False
+
+    def _hold_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _start_exchange(self, head: RequestHead) -> None:
         server = self.server
@@ -433,11 +452,17 @@ class Http1Conn(asyncio.Protocol):
         self._next()
 
     def _next(self) -> None:
+        """The connection is free for the next request."""
+        if self.write_paused:
+            # The client does not read what we send: read no more of its requests until it does
+            # (resume_writing comes back here); the write deadline stays armed meanwhile.
+            self._hold_reading()
+            return
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
         self._wait_head()
-        if self.parser.buffered or self.eof:
+        if not self.processing and (self.parser.buffered or self.eof):
             self._process()
 
     def _discard(self) -> None:

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from ..fcgi.codec import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead
+from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead
 
 __all__ = [
     "PACKET_HEADER_SIZE",

@@ -1,0 +1,596 @@
+"""Backends: named groups of upstream nodes, their pooled outbound connections, and health.
+
+A proxy asks its backend for a connection (``acquire``), speaks its protocol over it, and gives
+it back (``release``): to the node's idle pool when the exchange left it clean, closed
+otherwise. The backend owns everything between: the balancer's choice among available nodes,
+dialing (TCP, TLS or a unix socket, within ``.dialTimeout``), reusing idle connections the
+upstream has not closed, and health — passive (a node that fails ``.maxFails`` times within
+``.failTimeout`` is out for ``.failTimeout``) and, with ``.healthCheck``, active (every
+``.healthInterval`` each node is probed; a failing node is out until a probe succeeds).
+
+Protocols differ only in the probe (``check_node``), so ``tcpsBackend`` (a successful connect)
+and ``http1Backend`` (a GET) are small subclasses.
+
+Connections are asyncio Protocols, not streams: a read that finds data costs a list pop, and
+timeouts use one lazily re-armed timer per connection instead of a timer per read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import deque
+from typing import Any
+
+from ..config import tree
+from ..core.component import Component
+from .address import Address, parse_address
+from .balancer import BALANCERS, Balancer, make_balancer
+
+log = logging.getLogger("hemi.net.backend")
+
+HIGH_WATER = 256 << 10   # pause reading an upstream when this much is received and unread
+LOW_WATER = 64 << 10
+
+
+class BackendError(Exception):
+    """Something went wrong talking to an upstream. ``node`` is the node involved, if any."""
+
+    def __init__(self, message: str, node: "Node | None" = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class ConnectError(BackendError):
+    """No connection: every candidate refused or failed to dial, or no node is available.
+    Proxies answer 502 (and may retry an idempotent request on another node)."""
+
+
+class BackendTimeout(BackendError):
+    """A dial, read or write did not complete in time. Proxies answer 504."""
+
+
+class Node:
+    """One upstream address of a backend, with its idle pool and health counters.
+
+    ``down_until`` is a ``time.monotonic()`` instant; 0 means in service, ``inf`` means out
+    until the active health check sees it answer again.
+    """
+
+    __slots__ = ("backend", "address", "weight", "keep_conns", "down_until", "fails", "fail_start", "in_use",
+                 "name", "idle", "index", "dials", "picks")
+
+    def __init__(self, backend: "Backend | None", address: Address, *, weight: int = 1, keep_conns: int = 10,
+                 index: int = 0) -> None:
+        self.backend = backend
+        self.address = address
+        self.weight = weight
+        self.keep_conns = keep_conns
+        self.down_until = 0.0
+        self.fails = 0
+        self.fail_start = 0.0
+        self.in_use = 0
+        self.name = str(address)
+        self.idle: list[BackendConn] = []   # LIFO: the warmest connection first, the rest expire
+        self.index = index
+        self.dials = 0     # statistics, for tests and the admin UI
+        self.picks = 0
+
+    def __repr__(self) -> str:
+        state = "up" if self.available else "down"
+        return f"<Node {self.name} w={self.weight} {state} in_use={self.in_use} idle={len(self.idle)}>"
+
+    @property
+    def available(self) -> bool:
+        down = self.down_until
+        return not down or time.monotonic() >= down
+
+    def close_idle(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+
+class BackendConn(asyncio.Protocol):
+    """One outbound connection to a node.
+
+    ``read`` returns b"" once the upstream has closed (cleanly or not: ``lost_error`` says
+    which); ``write`` buffers and never blocks, ``drain`` waits while the upstream is slow.
+    Reading stops (TCP back-pressure) while more than HIGH_WATER bytes are received but unread.
+    """
+
+    __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "_chunks", "_buffered",
+                 "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline", "_drain_deadline", "_timer",
+                 "_timer_at", "_write_paused", "_read_paused", "_loop", "_read_timeout", "_write_timeout", "_made")
+
+    def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0) -> None:
+        self.node = node
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.requests = 0
+        self.transport: Any = None
+        self.lost_error: BaseException | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._lost = False
+        self._read_waiter: asyncio.Future | None = None
+        self._drain_waiter: asyncio.Future | None = None
+        self._read_deadline = 0.0
+        self._drain_deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._write_paused = False
+        self._read_paused = False
+        self._loop = asyncio.get_running_loop()
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._made = False
+
+    def __repr__(self) -> str:
+        return f"<BackendConn to {self.node.name} requests={self.requests}{' closed' if self.closed else ''}>"
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._made = True
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        waiter = self._read_waiter
+        if waiter is not None:
+            self._read_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._buffered > HIGH_WATER and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # close our side too: upstreams that half-close are done with us
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._eof = True
+        self.lost_error = exc
+        self._cancel_timer()
+        self._wake_reader()
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_exception(BackendError(f"connection to {self.node.name} lost", self.node))
+                waiter.exception()  # retrieved: the drainer re-raises it
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None:
+            self._read_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- timeouts: one timer, re-armed only when it fires early ----------------------------------------
+    def _arm(self, deadline: float) -> None:
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        nxt = 0.0
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            if now >= self._read_deadline:
+                self._read_waiter = None
+                waiter.set_exception(BackendTimeout(f"no data from {self.node.name} within readTimeout", self.node))
+                waiter.exception()
+            else:
+                nxt = self._read_deadline
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            if now >= self._drain_deadline:
+                self._drain_waiter = None
+                waiter.set_exception(BackendTimeout(f"{self.node.name} did not read within writeTimeout", self.node))
+                waiter.exception()
+            elif not nxt or self._drain_deadline < nxt:
+                nxt = self._drain_deadline
+        if nxt:
+            self._arm(nxt)
+
+    # -- the API proxies use ----------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._lost or self.transport is None or self.transport.is_closing()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet."""
+        return self._buffered
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes`` (whatever has arrived, at least one byte); b"" at EOF.
+        Raises BackendTimeout when nothing arrives within ``readTimeout``."""
+        chunks = self._chunks
+        if not chunks:
+            if self._eof:
+                return b""
+            loop = self._loop
+            waiter = self._read_waiter = loop.create_future()
+            self._read_deadline = deadline = loop.time() + self._read_timeout
+            self._arm(deadline)
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+            if not chunks:
+                return b""
+        data = chunks[0]
+        if len(data) <= max_bytes:
+            chunks.popleft()
+        else:
+            chunks[0] = data[max_bytes:]
+            data = data[:max_bytes]
+        self._buffered -= len(data)
+        if self._read_paused and self._buffered < LOW_WATER and not self._lost:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Push bytes back in front of the buffer (e.g. read past the end of a response)."""
+        if data:
+            self._chunks.appendleft(data)
+            self._buffered += len(data)
+
+    def write(self, data: bytes) -> None:
+        if self._lost:
+            raise BackendError(f"connection to {self.node.name} is closed", self.node)
+        self.transport.write(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        if self._lost:
+            raise BackendError(f"connection to {self.node.name} is closed", self.node)
+        self.transport.writelines(parts)
+
+    def write_eof(self) -> None:
+        """Half-close (for layer-4 relays); TLS cannot, so it is a no-op there."""
+        if not self._lost and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    async def drain(self) -> None:
+        """Wait while the upstream does not keep up; BackendTimeout after ``writeTimeout``."""
+        if self._lost:
+            raise BackendError(f"connection to {self.node.name} is closed", self.node)
+        if not self._write_paused:
+            return
+        loop = self._loop
+        waiter = self._drain_waiter = loop.create_future()
+        self._drain_deadline = deadline = loop.time() + self._write_timeout
+        self._arm(deadline)
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+
+    def close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self._lost:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    # -- pool bookkeeping ---------------------------------------------------------------------------
+    def reusable_when_idle(self) -> bool:
+        """Clean for another exchange: open, nothing unread."""
+        return not self.closed and not self._chunks and not self._eof
+
+
+class Backend(Component):
+    """The base of every backend sign: nodes, balancer, pool, timeouts, TLS, health."""
+
+    kind = "backend"
+    conn_class: type[BackendConn] = BackendConn
+    default_port = 0
+
+    # -- configuration --------------------------------------------------------------------------------
+    def on_configure(self) -> None:
+        self.nodes: list[Node] = self._configure_nodes()
+        self.balancer_name = self.configure_string("balancer", "roundRobin", choices=tuple(BALANCERS))
+        self.balancer: Balancer = make_balancer(self.balancer_name)
+        self.dial_timeout = self.configure_duration("dialTimeout", 10.0, min=0.001)
+        self.read_timeout = self.configure_duration("readTimeout", 30.0, min=0.001)
+        self.write_timeout = self.configure_duration("writeTimeout", 30.0, min=0.001)
+        self.alive_timeout = self.configure_duration("aliveTimeout", 5.0, min=0.0)
+        self.max_fails = self.configure_int("maxFails", 1, min=0)
+        self.fail_timeout = self.configure_duration("failTimeout", 10.0, min=0.0)
+        self.tls_mode = self.configure_bool("tlsMode", False)
+        self.tls_verify = self.configure_bool("tlsVerify", False)
+        self.tls_server_name = self.configure_string("tlsServerName", "")
+        self.tls_ca_file = self.configure_string("tlsCAFile", "")
+        self.health_check = self.configure_bool("healthCheck", False)
+        self.health_interval = self.configure_duration("healthInterval", 2.0, min=0.01)
+        self.ssl_context: ssl.SSLContext | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._shut = False
+
+    def _configure_nodes(self) -> list[Node]:
+        value = self.configure_value("nodes")
+        if value is None:
+            self.error("missing required property .nodes (a list of nodes: ( [\"address\": \"host:port\"], ... ))")
+            return []
+        if value.kind != tree.LIST:
+            self.error(f".nodes is {value.describe()}, expected a list of dicts", value.loc)
+            return []
+        if not value.data:
+            self.error(".nodes is empty, expected at least one node", value.loc)
+        nodes: list[Node] = []
+        seen: set[str] = set()
+        for i, item in enumerate(value.data):
+            if item.kind != tree.DICT:
+                self.error(f".nodes[{i}] is {item.describe()}, expected a dict [\"address\": ...]", item.loc)
+                continue
+            props = item.data
+            unknown = set(props) - {"address", "weight", "keepConns"}
+            if unknown:
+                self.error(f".nodes[{i}] has unknown key(s) {', '.join(sorted(unknown))}; "
+                           f"expected address, weight, keepConns", item.loc)
+            addr_v = props.get("address")
+            if addr_v is None or addr_v.kind != tree.STRING:
+                self.error(f'.nodes[{i}] needs "address": "host:port" (or a unix socket path)', item.loc)
+                continue
+            try:
+                address = parse_address(addr_v.data)
+            except ValueError as e:
+                self.error(f".nodes[{i}] address {e}", addr_v.loc)
+                continue
+            if address.path is None and (not address.host or address.port == 0):
+                self.error(f'.nodes[{i}] address "{addr_v.data}" needs a host and a port', addr_v.loc)
+                continue
+            weight = self._node_int(props, "weight", 1, 1, i, item)
+            keep = self._node_int(props, "keepConns", 10, 0, i, item)
+            node = Node(self, address, weight=weight, keep_conns=keep, index=i)
+            if node.name in seen:
+                self.error(f'.nodes[{i}] repeats address "{node.name}"', addr_v.loc)
+                continue
+            seen.add(node.name)
+            nodes.append(node)
+        return nodes
+
+    def _node_int(self, props: dict, key: str, default: int, minimum: int, i: int, item: tree.Value) -> int:
+        v = props.get(key)
+        if v is None:
+            return default
+        if v.kind not in (tree.INT, tree.SIZE) or v.data < minimum:
+            self.error(f'.nodes[{i}] "{key}" must be an integer ≥ {minimum}', v.loc)
+            return default
+        return v.data
+
+    def on_prepare(self) -> None:
+        if self.tls_mode:
+            ctx = ssl.create_default_context(cafile=self.tls_ca_file or None)
+            if not self.tls_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self.ssl_context = ctx
+
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._sweep_idle()))
+        if self.health_check:
+            self._tasks.append(loop.create_task(self._check_loop()))
+
+    async def on_shutdown(self) -> None:
+        self._shut = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        for node in self.nodes:
+            node.close_idle()
+
+    # -- acquire / release ------------------------------------------------------------------------------
+    def candidates(self, exclude: frozenset[Node] | set[Node] = frozenset()) -> list[Node]:
+        now = time.monotonic()
+        return [n for n in self.nodes if (not n.down_until or now >= n.down_until) and n not in exclude]
+
+    async def acquire(self, *, client_ip: str = "", exclude: frozenset[Node] = frozenset()) -> BackendConn:
+        """A connection to a node chosen by the balancer: an idle pooled one if the node has
+        one the upstream did not close, else a new dial. A failed dial counts against the node
+        and the next candidate is tried (each node once); ConnectError when none is left."""
+        tried: set[Node] | frozenset[Node] = exclude
+        last: BackendError | None = None
+        while True:
+            nodes = self.candidates(tried)
+            node = self.balancer.pick(nodes, client_ip)
+            if node is None:
+                if last is not None:
+                    # Every candidate failed: a timeout is a 504, anything else a 502.
+                    cls = BackendTimeout if isinstance(last, BackendTimeout) else ConnectError
+                    raise cls(f"backend {self.name}: {last}", last.node) from None
+                raise ConnectError(f"backend {self.name}: no node available")
+            node.picks += 1
+            conn = self._take_idle(node)
+            if conn is None:
+                try:
+                    conn = await self.dial(node)
+                except BackendError as e:
+                    self.report(node, False)
+                    last = e
+                    tried = set(tried)
+                    tried.add(node)
+                    continue
+            conn.requests += 1
+            node.in_use += 1
+            return conn
+
+    def _take_idle(self, node: Node) -> BackendConn | None:
+        idle = node.idle
+        if not idle:
+            return None
+        limit = time.monotonic() - self.alive_timeout
+        while idle:
+            conn = idle.pop()
+            if conn.last_used >= limit and conn.reusable_when_idle():
+                return conn
+            conn.close()
+        return None
+
+    def release(self, conn: BackendConn, *, reusable: bool) -> None:
+        """Give a connection back: pooled when ``reusable`` and clean, else closed."""
+        node = conn.node
+        node.in_use -= 1
+        if (reusable and not self._shut and len(node.idle) < node.keep_conns and conn.reusable_when_idle()
+                and node.available and self.alive_timeout > 0):
+            conn.last_used = time.monotonic()
+            node.idle.append(conn)
+        else:
+            conn.close()
+
+    def report(self, node: Node, ok: bool) -> None:
+        """Passive health: ``maxFails`` failures within ``failTimeout`` take a node out for
+        ``failTimeout`` (``.maxFails = 0`` turns this off). A success clears the count."""
+        if ok:
+            node.fails = 0
+            return
+        if self.max_fails <= 0:
+            return
+        now = time.monotonic()
+        if now - node.fail_start > self.fail_timeout:
+            node.fails = 0
+            node.fail_start = now
+        node.fails += 1
+        if node.fails >= self.max_fails:
+            node.fails = 0
+            if node.down_until != float("inf"):
+                node.down_until = now + self.fail_timeout
+            node.close_idle()
+            log.warning("backend %s: node %s is out for %gs after failing", self.name, node.name, self.fail_timeout)
+
+    # -- dialing ----------------------------------------------------------------------------------------
+    async def dial(self, node: Node) -> BackendConn:
+        """A new connection to ``node`` (not counted as in use: ``acquire`` does that).
+        Raises ConnectError or BackendTimeout."""
+        loop = asyncio.get_running_loop()
+        addr = node.address
+        node.dials += 1
+
+        def factory() -> BackendConn:
+            return self.conn_class(node, self.read_timeout, self.write_timeout)
+
+        try:
+            if addr.path is not None:
+                path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
+                coro = loop.create_unix_connection(factory, path, ssl=self.ssl_context,
+                                                   server_hostname=self._sni(node) if self.ssl_context else None)
+            else:
+                host = await self._resolve(addr.host, addr.port)
+                coro = loop.create_connection(factory, host, addr.port, ssl=self.ssl_context,
+                                              server_hostname=self._sni(node) if self.ssl_context else None)
+            _transport, conn = await asyncio.wait_for(coro, self.dial_timeout)
+        except asyncio.TimeoutError:
+            raise BackendTimeout(f"dialing {node.name} timed out after {self.dial_timeout:g}s", node) from None
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectError(f"cannot connect to {node.name}: {e.strerror or e}" if isinstance(e, OSError)
+                               else f"TLS to {node.name} failed: {e}", node) from None
+        return conn
+
+    def _sni(self, node: Node) -> str | None:
+        if self.tls_server_name:
+            return self.tls_server_name
+        host = node.address.host
+        return host or None
+
+    async def _resolve(self, host: str, port: int) -> str:
+        if host[:1].isdigit() or ":" in host:
+            return host
+        try:
+            found = await self.stage.resolv.resolve(host, port)
+        except OSError as e:
+            raise ConnectError(f"cannot resolve {host}: {e}") from None
+        if not found:
+            raise ConnectError(f"cannot resolve {host}")
+        return found[0][1]
+
+    # -- maintenance --------------------------------------------------------------------------------------
+    async def _sweep_idle(self) -> None:
+        """Close idle connections unused for ``aliveTimeout``, and ones the upstream closed."""
+        interval = max(0.05, min(1.0, self.alive_timeout / 2 if self.alive_timeout else 1.0))
+        while True:
+            await asyncio.sleep(interval)
+            limit = time.monotonic() - self.alive_timeout
+            for node in self.nodes:
+                if node.idle:
+                    keep = []
+                    for conn in node.idle:
+                        if conn.last_used >= limit and conn.reusable_when_idle():
+                            keep.append(conn)
+                        else:
+                            conn.close()
+                    node.idle = keep
+
+    async def _check_loop(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check_one(n) for n in self.nodes))
+            await asyncio.sleep(self.health_interval)
+
+    async def _check_one(self, node: Node) -> None:
+        try:
+            ok = await asyncio.wait_for(self.check_node(node), self.dial_timeout + self.read_timeout)
+        except (asyncio.TimeoutError, BackendError, OSError, ssl.SSLError):
+            ok = False
+        except Exception:  # a broken probe must not stop the loop
+            log.exception("backend %s: health check of %s failed", self.name, node.name)
+            ok = False
+        if ok:
+            if node.down_until:
+                log.warning("backend %s: node %s is back", self.name, node.name)
+            node.down_until = 0.0
+            node.fails = 0
+        elif node.down_until != float("inf"):
+            log.warning("backend %s: node %s failed its health check; out until it passes one", self.name, node.name)
+            node.down_until = float("inf")
+            node.close_idle()
+
+    async def check_node(self, node: Node) -> bool:
+        """The active probe; subclasses speak their protocol. Here: a successful connect."""
+        conn = await self.dial(node)
+        conn.close()
+        return True
+
+
+def is_tls_conn(conn: BackendConn) -> bool:
+    return conn.transport is not None and conn.transport.get_extra_info("sslcontext") is not None
+
+
+__all__ = ["Backend", "BackendConn", "BackendError", "BackendTimeout", "ConnectError", "Node", "is_tls_conn"]
