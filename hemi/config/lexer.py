@@ -205,7 +205,7 @@ class Lexer:
         # A number past 64 bits is a mistake; checking the length first also keeps int() from
         # converting thousands of digits (which Python refuses past 4300).
         number = int(digits) if len(digits) <= 20 else INT_MAX + 1
-        if abs(number * SIZE_UNITS.get(unit, 1)) > INT_MAX:
+        if not -INT_MAX - 1 <= number * SIZE_UNITS.get(unit, 1) <= INT_MAX:
             raise self.fail(f"found '{shown}', expected a number between -2^63 and 2^63-1", loc)
         if not unit:
             return Token(INT, digits, number, loc)

@@ -9,3 +9,4 @@ from .handlets import favicon  # noqa: F401,E402
 from .handlets import checkers, rewriter  # noqa: F401,E402
 from .revisers import gzip, head  # noqa: F401,E402
 from ..net import backends  # noqa: F401,E402
+from ..web.proxy import fcgi as _fcgi, uwsgi as _uwsgi  # noqa: F401,E402

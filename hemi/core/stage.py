@@ -71,6 +71,10 @@ class Stage(Component):
         super().__init__("stage", self, None, block)
         self.by_kind: dict[str, dict[str, Component]] = {kind: {} for kind in STAGE_KINDS}
         self.state = "new"
+        # Set when a reload retires this stage: idle keep-alive connections may still bring one
+        # request for this long (answered with "connection: close") instead of being closed
+        # under a client that is sending it.
+        self.idle_grace = 0.0
         self._build(self, block)
         for sign in DEFAULT_FIXTURES:
             if sign not in self.by_kind["fixture"] and registry.lookup(sign):

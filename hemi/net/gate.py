@@ -59,27 +59,33 @@ def open_listener(addr: Address, *, backlog: int = 4096, reuse_port: bool = True
     return sock
 
 
+Key = tuple[str, int]  # (str(address), gate index): one listening socket
+
+
 class ListenerPool:
     """Listening sockets kept across stages of one process.
 
     A reload starts a new stage while the old one drains. If each stage bound its own socket,
     connections waiting in the old socket's accept queue would be reset when it closes. Instead
     both stages accept from duplicates of one socket, which closes only when no stage uses it.
+
+    Under the process manager the leader binds every socket once and hands them to its workers
+    (``adopt``): such sockets are *pinned*, they stay open while no stage uses them, until
+    ``keep_only`` says the config no longer names them. Workers then never bind anything
+    themselves, so a worker that exits resets no connection: the others accept its queue.
     """
 
     def __init__(self) -> None:
-        self._masters: dict[tuple[str, int], tuple[socket.socket, int]] = {}
+        # key -> [master socket, stages using it, pinned]
+        self._masters: dict[Key, list] = {}
 
     def acquire(self, addr: Address, index: int) -> socket.socket:
         key = (str(addr), index)
         entry = self._masters.get(key)
         if entry is None:
-            master = open_listener(addr)
-            self._masters[key] = (master, 1)
-        else:
-            master, refs = entry
-            self._masters[key] = (master, refs + 1)
-        dup = master.dup()
+            entry = self._masters[key] = [open_listener(addr), 0, False]
+        entry[1] += 1
+        dup = entry[0].dup()
         dup.setblocking(False)
         return dup
 
@@ -88,12 +94,51 @@ class ListenerPool:
         entry = self._masters.get(key)
         if entry is None:
             return
-        master, refs = entry
-        if refs <= 1:
+        entry[1] -= 1
+        if entry[1] <= 0 and not entry[2]:
             del self._masters[key]
-            master.close()
-        else:
-            self._masters[key] = (master, refs - 1)
+            entry[0].close()
+
+    def pin(self, addr: Address, index: int) -> socket.socket:
+        """Bind the socket for ``(addr, index)`` now if it is not open yet, and keep it open
+        even while no stage uses it. Returns the master socket (not a duplicate)."""
+        key = (str(addr), index)
+        entry = self._masters.get(key)
+        if entry is None:
+            entry = self._masters[key] = [open_listener(addr), 0, True]
+        entry[2] = True
+        return entry[0]
+
+    def adopt(self, key: Key, sock: socket.socket) -> None:
+        """Take a socket bound by another process (the leader) as the pinned master for ``key``.
+        If this process has one for ``key`` already, that one is kept and ``sock`` is closed:
+        both are the same socket (the leader sends its whole set on every reload)."""
+        entry = self._masters.get(key)
+        if entry is not None:
+            entry[2] = True
+            sock.close()
+            return
+        sock.setblocking(False)
+        self._masters[key] = [sock, 0, True]
+
+    def keep_only(self, keys: "set[Key] | frozenset[Key]") -> None:
+        """Unpin every socket not in ``keys``; those no stage uses are closed now, the others
+        when their last stage releases them."""
+        for key, entry in list(self._masters.items()):
+            if key in keys:
+                continue
+            entry[2] = False
+            if entry[1] <= 0:
+                del self._masters[key]
+                entry[0].close()
+
+    def pinned(self) -> dict[Key, socket.socket]:
+        return {key: entry[0] for key, entry in self._masters.items() if entry[2]}
+
+    def close_all(self) -> None:
+        for entry in self._masters.values():
+            entry[0].close()
+        self._masters.clear()
 
 
 listeners = ListenerPool()
@@ -118,6 +163,7 @@ class Gate:
         self._server: asyncio.AbstractServer | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._drain: Callable[[object], None] | None = None
 
     async def open(self) -> None:
         self._sock = listeners.acquire(self.addr, self.index)
@@ -139,8 +185,12 @@ class Gate:
         return Address(host, port)
 
     def on_open(self, conn: object) -> bool:
-        """Register a new connection; False means over the limit: the caller closes it."""
-        if len(self.conns) >= self.max_conns or self.shut:
+        """Register a new connection; False means over the limit: the caller closes it.
+
+        A connection that arrives after ``close`` began was accepted by the kernel (and queued
+        by the event loop) before the gate stopped listening: it is kept, and the caller hands
+        it to ``drain_late``, so a reload or a quit never resets a client that was let in."""
+        if len(self.conns) >= self.max_conns:
             return False
         self.conns.add(conn)
         self._idle.clear()
@@ -154,6 +204,7 @@ class Gate:
     async def close(self, drain: Callable[[object], None] | None = None) -> None:
         """Stop accepting; ask every connection to finish (``drain``) and wait until all are gone."""
         self.shut = True
+        self._drain = drain
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -162,3 +213,8 @@ class Gate:
             if drain is not None:
                 drain(conn)
         await self._idle.wait()
+
+    def drain_late(self, conn: object) -> None:
+        """Drain a connection accepted after ``close`` began (see ``on_open``)."""
+        if self._drain is not None:
+            self._drain(conn)

@@ -171,7 +171,8 @@ class WebServer(Component):
                         conn.on_timeout()
 
     async def on_shutdown(self) -> None:
-        await asyncio.gather(*(gate.close(lambda c: c.drain()) for gate in self.gates))
+        grace = self.stage.idle_grace
+        await asyncio.gather(*(gate.close(lambda c: c.drain(grace)) for gate in self.gates))
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.gates.clear()

@@ -11,6 +11,7 @@ Signs:
   length and sha256, trailers, the app's name, and where a spooled body lived.
 - ``testStream``: a chunked response of ``?n=`` pieces, ``?delay=`` seconds apart, with a trailer.
 - ``testSlow``: sleeps ``?s=`` seconds (default 1), then answers "slow done".
+- ``testFile``: sends ``<webRoot>/<?f=>`` with ``resp.send_file`` (sendfile on plain TCP).
 - ``testPass``: adds ``x-passed: <its name>`` to the response and declines (returns False), so
   the rule falls through to later handlets and rules.
 """
@@ -90,3 +91,10 @@ class TestPass(Handlet):
     def handle(self, req, resp) -> bool:  # type: ignore[no-untyped-def]
         resp.add_header("x-passed", self.name)
         return False
+
+
+@handlet("testFile")
+class TestFile(Handlet):
+    async def handle(self, req, resp) -> bool:  # type: ignore[no-untyped-def]
+        await resp.send_file(os.path.join(self.app.web_root, req.query("f", "")))
+        return True

@@ -24,7 +24,9 @@ CONFIG = """
 stage {{
     app "a" {{
         .hostnames = ("*")
+        .webRoot = "{base}/www"
         rule $method == "OPTIONS" {{ testEcho {{ }} }}
+        rule $path == "/file" {{ testFile {{ }} }}
         rule $path ^= "/echo" {{ testEcho {{ }} }}
         rule $path ^= "/stream" {{ testStream {{ }} }}
         rule $path ^= "/slow" {{ testSlow {{ }} }}
@@ -44,9 +46,12 @@ stage {{
 """
 
 
+BIG = os.urandom(3 << 20)
+
+
 @pytest.fixture
 def g(gorox):  # type: ignore[no-untyped-def]
-    return gorox(CONFIG, files=exts_files())
+    return gorox(CONFIG, files={**exts_files(), "www/big.bin": BIG, "www/small.txt": "small file\n"})
 
 
 # -- keep-alive -------------------------------------------------------------------------------------
@@ -218,6 +223,47 @@ def test_curl_gets_chunked_response(g) -> None:
     out = subprocess.run(["curl", "-sS", "--raw", g.url("/stream?n=2")], capture_output=True, timeout=10)
     assert out.returncode == 0, out.stderr
     assert out.stdout == b"8\r\npiece 0\n\r\n8\r\npiece 1\n\r\n0\r\nx-pieces: 2\r\n\r\n"
+
+
+# -- files (sendfile) ----------------------------------------------------------------------------------
+
+def test_sendfile_keeps_order_on_a_pipelined_connection(g) -> None:
+    with Conn(g.port, timeout=10) as c:
+        c.send(b"GET /file?f=small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /file?f=big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"HEAD /file?f=big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /file?f=small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r is not None and r.body == b"small file\n"
+        r = c.read_response()
+        assert r is not None and r.header("content-length") == str(len(BIG))
+        assert hashlib.sha256(r.body).digest() == hashlib.sha256(BIG).digest()
+        r = c.read_response(head=True)
+        assert r is not None and r.header("content-length") == str(len(BIG))
+        r = c.read_response()
+        assert r is not None and r.body == b"small file\n"
+
+
+def test_sendfile_to_a_slow_reader_and_to_http10(g) -> None:
+    with Conn(g.port, timeout=10) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(b"GET /file?f=big.bin HTTP/1.0\r\n\r\n")
+        time.sleep(0.5)
+        r = c.read_response()
+        assert r is not None and r.body == BIG
+        assert c.closed_after()
+    out = subprocess.run(["curl", "-sS", "--http1.0", g.url("/file?f=big.bin")], capture_output=True, timeout=10)
+    assert out.returncode == 0 and out.stdout == BIG
+
+
+def test_client_leaving_during_sendfile_does_not_hurt(g) -> None:
+    for _ in range(3):
+        c = Conn(g.port)
+        c.send(b"GET /file?f=big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.sock.recv(1000)
+        c.close()
+    assert fetch(g.port, b"GET /file?f=small.txt HTTP/1.1\r\nHost: x\r\n\r\n").body == b"small file\n"
+    assert "Traceback" not in g.log()
 
 
 # -- 100-continue -----------------------------------------------------------------------------------

@@ -78,9 +78,10 @@ def test_clock_changes_each_second(tmp_path: Path) -> None:
     seen = run(watch)
     stamps = [email.utils.parsedate_to_datetime(line[6:-2].decode()).timestamp() for _, line in seen]
     assert stamps[2] - stamps[1] == 1.0
-    # Each change comes just after the second turns, and shows that second.
+    # Each change comes just after the second turns (the tick is ~1 ms late, the polling 5 ms;
+    # the rest is slack for a busy machine), and shows that second.
     for observed, stamp in ((seen[1][0], stamps[1]), (seen[2][0], stamps[2])):
-        assert stamp <= observed < stamp + 0.1
+        assert stamp <= observed < stamp + 0.3
     assert clock._handle is None  # the timer is cancelled at shutdown
 
 

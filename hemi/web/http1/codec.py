@@ -37,6 +37,8 @@ __all__ = [
     "EndOfMessage",
     "Event",
     "RequestParser",
+    "ResponseHead",
+    "ResponseParser",
     "REASONS",
     "render_response_head",
     "encode_chunk",
@@ -113,6 +115,23 @@ class RequestHead:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """A response's status line and header section (what a proxy reads from
+    its upstream), plus the framing facts derived from them.  ``keep_alive``
+    is false when the body is delimited by the close, or the upstream said
+    ``Connection: close`` (or is HTTP/1.0 without keep-alive)."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    upgrade: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Body:
     """A piece of request content, delivered as soon as it arrives."""
 
@@ -126,7 +145,7 @@ class EndOfMessage:
     trailers: list[tuple[str, str]]
 
 
-Event = RequestHead | Body | EndOfMessage
+Event = RequestHead | ResponseHead | Body | EndOfMessage
 
 
 def _mutable_twin(cls: type) -> type:
@@ -152,6 +171,7 @@ def _mutable_twin(cls: type) -> type:
 
 
 _RequestHeadTwin: Final[type] = _mutable_twin(RequestHead)
+_ResponseHeadTwin: Final[type] = _mutable_twin(ResponseHead)
 
 
 # --------------------------------------------------------------------------
@@ -165,6 +185,9 @@ _REQUEST_LINE_RE: Final = re.compile(rf"([{_TCHAR}]+) ([!-~]+) HTTP/(1\.[01])")
 _METHOD_RE: Final = re.compile(rf"[{_TCHAR}]+")
 _TARGET_RE: Final = re.compile(r"[!-~]+")
 _ANY_VERSION_RE: Final = re.compile(r"HTTP/[0-9]\.[0-9]")
+# status-line = HTTP-version SP status-code SP [ reason-phrase ]; the SP
+# before an empty reason is often missing in the wild and tolerated.
+_STATUS_LINE_RE: Final = re.compile(r"HTTP/(1\.[01]) ([0-9]{3})(?: ([\t -~\x80-\xff]*))?")
 # Names joined with "\n": validates all names, and catches empty ones, at once
 # (only used when there is at least one name, so the join is never empty
 # unless a name is).
@@ -210,9 +233,10 @@ _S_CHUNK_SIZE: Final = 4
 _S_CHUNK_DATA: Final = 5
 _S_CHUNK_CRLF: Final = 6
 _S_TRAILERS: Final = 7
-_S_CLOSED: Final = 8
-_S_ERROR: Final = 9
-_S_TAKEN: Final = 10
+_S_UNTIL_CLOSE: Final = 8  # responses only: the body ends when the peer closes
+_S_CLOSED: Final = 9
+_S_ERROR: Final = 10
+_S_TAKEN: Final = 11
 
 
 # --------------------------------------------------------------------------
@@ -220,23 +244,15 @@ _S_TAKEN: Final = 10
 # --------------------------------------------------------------------------
 
 
-class RequestParser:
-    """Incremental, strict HTTP/1.x request parser.
+class _MessageParser:
+    """What the request and response parsers share: the input buffer, the
+    header-block readers (the one-pass fast path and the incremental reference
+    path), the body-framing readers (Content-Length, chunked with trailers,
+    until-close), and the error latch.
 
-    Usage::
-
-        p.feed(data)                       # b"" when the peer closed
-        while (ev := p.next_event()) is not NEED_DATA: ...
-            RequestHead -> Body* -> EndOfMessage -> PAUSED
-        p.start_next()                     # then the next pipelined request
-
-    Bytes after a message are kept, never parsed, until ``start_next()``:
-    the server decides between keep-alive, close, or handing the raw stream
-    to a tunnel with ``take_buffer()`` (CONNECT / Upgrade).
-
-    After a ProtocolError the parser is dead and keeps raising the same error,
-    so nothing following a rejected request can ever be interpreted as a
-    request of its own (the classic smuggling vector).
+    A subclass supplies the start line (``_fast_start_line`` for the fast
+    path, ``_parse_start_line`` to diagnose it), ``_finish_head`` (framing
+    facts and the event) and ``_size_error``.
     """
 
     __slots__ = (
@@ -250,33 +266,23 @@ class RequestParser:
         "_req",
         "_fields",
         "_empty_lines",
-        "_last_host",
         "_max_head",
         "_max_headers",
-        "_max_uri",
         "_max_trailer",
     )
 
-    def __init__(
-        self,
-        *,
-        max_head_size: int = 16384,
-        max_headers: int = 100,
-        max_uri_size: int = 8192,
-        max_trailer_size: int = 16384,
-    ) -> None:
-        for name, value in (
-            ("max_head_size", max_head_size),
-            ("max_headers", max_headers),
-            ("max_uri_size", max_uri_size),
-            ("max_trailer_size", max_trailer_size),
-        ):
+    # Status given to every ProtocolError this parser raises (0: the
+    # status each check names).  A response parser reports 502: whatever is
+    # wrong with an upstream's answer, the client gets a bad gateway.
+    _ERROR_STATUS: int = 0
+
+    def __init__(self, **limits: int) -> None:
+        for name, value in limits.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self._max_head = max_head_size
-        self._max_headers = max_headers
-        self._max_uri = max_uri_size
-        self._max_trailer = max_trailer_size
+        self._max_head = limits["max_head_size"]
+        self._max_headers = limits["max_headers"]
+        self._max_trailer = limits["max_trailer_size"]
         # The unconsumed input is self._buf[self._pos:].  A bytes object plus
         # an offset (not a bytearray) so that a Body can hand out the very
         # object passed to feed() without a copy.
@@ -287,13 +293,12 @@ class RequestParser:
         self._error: ProtocolError | None = None
         self._remaining: int = 0  # body / chunk bytes still expected
         # Incremental field-section state (slow path): offset of the next
-        # unprocessed line relative to self._pos, the parsed request line,
+        # unprocessed line relative to self._pos, the parsed start line,
         # and the fields seen so far.
         self._scan: int = 0
-        self._req: tuple[str, str, str] | None = None
+        self._req: tuple[str, ...] | None = None
         self._fields: list[tuple[str, str]] = []
         self._empty_lines: int = 0
-        self._last_host: str | None = None  # Host already validated on this connection
 
     # -- input ---------------------------------------------------------------
 
@@ -367,7 +372,7 @@ class RequestParser:
 
     # -- output --------------------------------------------------------------
 
-    def next_event(self) -> RequestHead | Body | EndOfMessage | _Sentinel:
+    def next_event(self) -> RequestHead | ResponseHead | Body | EndOfMessage | _Sentinel:
         """Return the next event, NEED_DATA, PAUSED or CLOSED.
 
         Raises ProtocolError (and keeps raising it) on any protocol violation.
@@ -395,6 +400,8 @@ class RequestParser:
                 return self._next_body()
             if state <= _S_TRAILERS:
                 return self._next_chunked()
+            if state == _S_UNTIL_CLOSE:
+                return self._next_until_close()
             if state == _S_ERROR:
                 assert self._error is not None
                 raise self._error.with_traceback(None)
@@ -403,6 +410,9 @@ class RequestParser:
             return PAUSED  # _S_TAKEN: detached, nothing more will be parsed
         except ProtocolError as exc:
             if self._error is None:
+                if self._ERROR_STATUS:
+                    exc.status = self._ERROR_STATUS
+                    exc.args = (exc.status, exc.reason)
                 self._error = exc
                 self._state = _S_ERROR
                 self._buf = b""
@@ -411,7 +421,7 @@ class RequestParser:
 
     # -- head ----------------------------------------------------------------
 
-    def _parse_whole_head(self, raw: bytes) -> RequestHead | None:
+    def _parse_whole_head(self, raw: bytes) -> RequestHead | ResponseHead | None:
         """One-pass parse of a complete head (without its final CRLFCRLF).
 
         Returns None whenever anything is off, letting the incremental parser
@@ -424,11 +434,8 @@ class RequestParser:
         # instead of inspecting each line.
         if len(raw) - len(raw.translate(None, _CTL_BYTES)) != 2 * len(lines) - 2:
             return None
-        m = _REQUEST_LINE_RE.fullmatch(lines[0])
-        if m is None:
-            return None
-        method, target, version = m.groups()
-        if len(target) > self._max_uri or len(lines) > self._max_headers + 1:
+        start = self._fast_start_line(lines[0])
+        if start is None or len(lines) > self._max_headers + 1:
             return None
         headers: list[tuple[str, str]] = []
         append = headers.append
@@ -443,9 +450,9 @@ class RequestParser:
                 return None
             if len(_KNOWN_NAMES) < _MAX_KNOWN_NAMES:
                 _KNOWN_NAMES.update(index)
-        return self._finish_head(method, target, version, headers, index)
+        return self._finish_head(start, headers, index)
 
-    def _parse_head_incrementally(self) -> RequestHead | _Sentinel:
+    def _parse_head_incrementally(self) -> RequestHead | ResponseHead | _Sentinel:
         """Reference parser: consume complete lines one by one, remembering
         progress, so errors surface at the earliest line that shows them
         (whatever the split) and a byte-at-a-time peer is never re-parsed
@@ -456,7 +463,7 @@ class RequestParser:
             headers = self._fields
             self._fields = []
             self._req = None
-            return self._finish_head(req[0], req[1], req[2], headers, dict(headers))
+            return self._finish_head(req, headers, dict(headers))
         if self._eof:
             if self._req is None and self._pos >= len(self._buf):
                 self._state = _S_CLOSED
@@ -465,7 +472,7 @@ class RequestParser:
         return NEED_DATA
 
     def _scan_fields(self, limit: int, is_head: bool) -> bool:
-        """Consume complete lines of a head (request line + fields) or a
+        """Consume complete lines of a head (start line + fields) or a
         trailer section, until its empty line (return True) or until the
         buffer runs out (return False).  Sizes are measured from self._pos,
         the section start, so the limit is exact whatever the split."""
@@ -496,7 +503,7 @@ class RequestParser:
                         raise ProtocolError(400, "too many empty lines before request")
                     pos = self._pos = scan
                     continue
-                self._req = self._parse_request_line(line)
+                self._req = self._parse_start_line(line)
                 continue
             if not line:
                 self._pos = scan
@@ -505,145 +512,6 @@ class RequestParser:
             fields_.append(_parse_field_line(line))
             if len(fields_) > max_fields:
                 raise ProtocolError(431, "too many header fields" if is_head else "too many trailer fields")
-
-    def _size_error(self, is_head: bool) -> ProtocolError:
-        if not is_head:
-            return ProtocolError(431, "trailer section too large")
-        if self._req is None:
-            return ProtocolError(414, "request line too long")
-        return ProtocolError(431, "request head too large")
-
-    def _parse_request_line(self, line: str) -> tuple[str, str, str]:
-        """Validate a request line, diagnosing precisely when it is wrong."""
-        m = _REQUEST_LINE_RE.fullmatch(line)
-        if m is not None:
-            method, target, version = m.groups()
-            if len(target) > self._max_uri:
-                raise ProtocolError(414, "uri too long")
-            return method, target, version
-        if "\r" in line:
-            raise ProtocolError(400, "bare CR")
-        parts = line.split(" ")
-        if len(parts) != 3:
-            raise ProtocolError(400, "malformed request line")
-        method, target, version = parts
-        if _METHOD_RE.fullmatch(method) is None:
-            raise ProtocolError(400, "bad method")
-        if _TARGET_RE.fullmatch(target) is None:
-            raise ProtocolError(400, "bad request-target")
-        if len(target) > self._max_uri:
-            raise ProtocolError(414, "uri too long")
-        if _ANY_VERSION_RE.fullmatch(version) is not None:
-            raise ProtocolError(505, "http version not supported")
-        raise ProtocolError(400, "bad http version")
-
-    def _finish_head(
-        self,
-        method: str,
-        target: str,
-        version: str,
-        headers: list[tuple[str, str]],
-        index: dict[str, str],
-    ) -> RequestHead:
-        """Derive framing and connection facts from the fields and move to
-        the body state.  Shared by both head parsers so semantics cannot
-        drift between them."""
-        is11 = version == "1.1"
-        if len(index) != len(headers):
-            index = self._merge_duplicates(headers, index)
-        host = index.get("host")
-        cl = index.get("content-length")
-        te = index.get("transfer-encoding")
-        conn = index.get("connection")
-
-        if host is None:
-            if is11:
-                raise ProtocolError(400, "missing host")
-        elif host != self._last_host:
-            if host:
-                if _HOST_RE.fullmatch(host) is None:
-                    raise ProtocolError(400, "bad host")
-                self._last_host = host
-            elif _ABSOLUTE_FORM_RE.match(target) is None:
-                raise ProtocolError(400, "empty host")
-
-        chunked = False
-        length: int | None = None
-        if te is not None:
-            if not is11:
-                raise ProtocolError(400, "transfer-encoding in HTTP/1.0")
-            if cl is not None:
-                raise ProtocolError(400, "both content-length and transfer-encoding")
-            if te.lower() != "chunked":
-                raise ProtocolError(501, "unsupported transfer-encoding")
-            chunked = True
-            self._state = _S_CHUNK_SIZE
-        elif cl is not None:
-            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
-                raise ProtocolError(400, "bad content-length")
-            length = int(cl)
-            if length:
-                self._remaining = length
-                self._state = _S_BODY
-            else:
-                self._state = _S_EOM
-        else:
-            self._state = _S_EOM
-
-        keep_alive = is11
-        upgrade: str | None = None
-        if conn is not None:
-            c = conn.lower()
-            if c == "keep-alive":
-                keep_alive = True
-            elif c == "close":
-                keep_alive = False
-            else:
-                tokens = {t.strip(" \t") for t in c.split(",")}
-                if "close" in tokens:
-                    keep_alive = False
-                elif "keep-alive" in tokens:
-                    keep_alive = True
-                if is11 and "upgrade" in tokens:
-                    # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
-                    up = index.get("upgrade")
-                    if up is not None:
-                        upgrade = up.lower()
-        expect_continue = False
-        if is11:
-            expect = index.get("expect")
-            if expect is not None:
-                expect_continue = expect.lower() == "100-continue"
-        head = _RequestHeadTwin(
-            method, target, version, headers, length, chunked, keep_alive, expect_continue, upgrade, host
-        )
-        head.__class__ = RequestHead
-        return head  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _merge_duplicates(headers: list[tuple[str, str]], index: dict[str, str]) -> dict[str, str]:
-        """Reject repeated framing/Host fields (smuggling vectors) and fold
-        repeated list-valued fields into one comma list (RFC 9110 §5.3)."""
-        counts: dict[str, int] = {}
-        for name, _ in headers:
-            counts[name] = counts.get(name, 0) + 1
-        for name, reason in (
-            ("content-length", "duplicate content-length"),
-            ("transfer-encoding", "duplicate transfer-encoding"),
-            ("host", "duplicate host"),
-        ):
-            if counts.get(name, 0) > 1:
-                raise ProtocolError(400, reason)
-        merged = dict(index)
-        for name in ("connection", "upgrade", "expect"):
-            if counts.get(name, 0) > 1:
-                merged[name] = ", ".join(v for n, v in headers if n == name)
-        if counts.get("expect", 0) > 1:
-            # Any one of them asking for 100-continue counts.
-            values = [v.lower() for n, v in headers if n == "expect"]
-            if "100-continue" in values:
-                merged["expect"] = "100-continue"
-        return merged
 
     # -- bodies ----------------------------------------------------------------
 
@@ -736,6 +604,369 @@ class RequestParser:
         if self._eof:
             raise ProtocolError(400, "unexpected eof")
         return NEED_DATA
+
+    def _next_until_close(self) -> Body | EndOfMessage | _Sentinel:
+        """A response body without Content-Length or chunking: everything
+        until the peer closes (RFC 9112 §6.3 item 8)."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) > pos:
+            data = buf[pos:] if pos else buf
+            self._buf = b""
+            self._pos = 0
+            return Body(data)
+        if self._eof:
+            self._state = _S_PAUSED
+            return EndOfMessage([])
+        return NEED_DATA
+
+    # -- hooks (per message kind) --------------------------------------------
+
+    def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
+        """The start line's parts if it is plainly valid, else None."""
+        raise NotImplementedError
+
+    def _parse_start_line(self, line: str) -> tuple[str, ...]:
+        """The start line's parts, or the precise ProtocolError."""
+        raise NotImplementedError
+
+    def _finish_head(self, start: tuple[str, ...], headers: list[tuple[str, str]], index: dict[str, str]) -> object:
+        """Derive framing and connection facts from the start line and the
+        fields, set the body state and return the head event.  Shared by both
+        head parsers so semantics cannot drift between them."""
+        raise NotImplementedError
+
+    def _size_error(self, is_head: bool) -> ProtocolError:
+        raise NotImplementedError
+
+
+class RequestParser(_MessageParser):
+    """Incremental, strict HTTP/1.x request parser.
+
+    Usage::
+
+        p.feed(data)                       # b"" when the peer closed
+        while (ev := p.next_event()) is not NEED_DATA: ...
+            RequestHead -> Body* -> EndOfMessage -> PAUSED
+        p.start_next()                     # then the next pipelined request
+
+    Bytes after a message are kept, never parsed, until ``start_next()``:
+    the server decides between keep-alive, close, or handing the raw stream
+    to a tunnel with ``take_buffer()`` (CONNECT / Upgrade).
+
+    After a ProtocolError the parser is dead and keeps raising the same error,
+    so nothing following a rejected request can ever be interpreted as a
+    request of its own (the classic smuggling vector).
+    """
+
+    __slots__ = ("_last_host", "_max_uri")
+
+    def __init__(
+        self,
+        *,
+        max_head_size: int = 16384,
+        max_headers: int = 100,
+        max_uri_size: int = 8192,
+        max_trailer_size: int = 16384,
+    ) -> None:
+        super().__init__(
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            max_uri_size=max_uri_size,
+            max_trailer_size=max_trailer_size,
+        )
+        self._max_uri = max_uri_size
+        self._last_host: str | None = None  # Host already validated on this connection
+
+    def _size_error(self, is_head: bool) -> ProtocolError:
+        if not is_head:
+            return ProtocolError(431, "trailer section too large")
+        if self._req is None:
+            return ProtocolError(414, "request line too long")
+        return ProtocolError(431, "request head too large")
+
+    def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
+        m = _REQUEST_LINE_RE.fullmatch(line)
+        if m is None:
+            return None
+        parts = m.groups()
+        if len(parts[1]) > self._max_uri:
+            return None
+        return parts
+
+    def _parse_start_line(self, line: str) -> tuple[str, str, str]:
+        """Validate a request line, diagnosing precisely when it is wrong."""
+        m = _REQUEST_LINE_RE.fullmatch(line)
+        if m is not None:
+            method, target, version = m.groups()
+            if len(target) > self._max_uri:
+                raise ProtocolError(414, "uri too long")
+            return method, target, version
+        if "\r" in line:
+            raise ProtocolError(400, "bare CR")
+        parts = line.split(" ")
+        if len(parts) != 3:
+            raise ProtocolError(400, "malformed request line")
+        method, target, version = parts
+        if _METHOD_RE.fullmatch(method) is None:
+            raise ProtocolError(400, "bad method")
+        if _TARGET_RE.fullmatch(target) is None:
+            raise ProtocolError(400, "bad request-target")
+        if len(target) > self._max_uri:
+            raise ProtocolError(414, "uri too long")
+        if _ANY_VERSION_RE.fullmatch(version) is not None:
+            raise ProtocolError(505, "http version not supported")
+        raise ProtocolError(400, "bad http version")
+
+    def _finish_head(
+        self,
+        start: tuple[str, ...],
+        headers: list[tuple[str, str]],
+        index: dict[str, str],
+    ) -> RequestHead:
+        method, target, version = start
+        is11 = version == "1.1"
+        if len(index) != len(headers):
+            index = _merge_duplicates(headers, index, _REQUEST_UNIQUE)
+        host = index.get("host")
+        cl = index.get("content-length")
+        te = index.get("transfer-encoding")
+        conn = index.get("connection")
+
+        if host is None:
+            if is11:
+                raise ProtocolError(400, "missing host")
+        elif host != self._last_host:
+            if host:
+                if _HOST_RE.fullmatch(host) is None:
+                    raise ProtocolError(400, "bad host")
+                self._last_host = host
+            elif _ABSOLUTE_FORM_RE.match(target) is None:
+                raise ProtocolError(400, "empty host")
+
+        chunked = False
+        length: int | None = None
+        if te is not None:
+            if not is11:
+                raise ProtocolError(400, "transfer-encoding in HTTP/1.0")
+            if cl is not None:
+                raise ProtocolError(400, "both content-length and transfer-encoding")
+            if te.lower() != "chunked":
+                raise ProtocolError(501, "unsupported transfer-encoding")
+            chunked = True
+            self._state = _S_CHUNK_SIZE
+        elif cl is not None:
+            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
+                raise ProtocolError(400, "bad content-length")
+            length = int(cl)
+            if length:
+                self._remaining = length
+                self._state = _S_BODY
+            else:
+                self._state = _S_EOM
+        else:
+            self._state = _S_EOM
+
+        keep_alive = is11
+        upgrade: str | None = None
+        if conn is not None:
+            c = conn.lower()
+            if c == "keep-alive":
+                keep_alive = True
+            elif c == "close":
+                keep_alive = False
+            else:
+                tokens = {t.strip(" \t") for t in c.split(",")}
+                if "close" in tokens:
+                    keep_alive = False
+                elif "keep-alive" in tokens:
+                    keep_alive = True
+                if is11 and "upgrade" in tokens:
+                    # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
+                    up = index.get("upgrade")
+                    if up is not None:
+                        upgrade = up.lower()
+        expect_continue = False
+        if is11:
+            expect = index.get("expect")
+            if expect is not None:
+                expect_continue = expect.lower() == "100-continue"
+        head = _RequestHeadTwin(
+            method, target, version, headers, length, chunked, keep_alive, expect_continue, upgrade, host
+        )
+        head.__class__ = RequestHead
+        return head  # type: ignore[no-any-return]
+
+
+class ResponseParser(_MessageParser):
+    """Incremental, strict HTTP/1.x response parser, for clients and proxies.
+
+    Usage::
+
+        p = ResponseParser(request_method="GET")
+        p.feed(data)                       # b"" when the peer closed
+        ResponseHead (1xx)* -> ResponseHead -> Body* -> EndOfMessage -> PAUSED
+        p.start_next(request_method)       # the response to the next request
+
+    The body length follows RFC 9112 §6.3: none for HEAD, 1xx, 204 and 304;
+    chunked; Content-Length; else until the peer closes.  Informational
+    responses (100, 103) are followed by the real one on the same parser; after
+    a 101 the parser pauses and ``take_buffer()`` hands over the bytes of the
+    new protocol.  CLOSED means the peer closed before sending any byte of a
+    response (a pooled connection the upstream had already given up).
+
+    Every ProtocolError carries status 502: a broken upstream answer is a bad
+    gateway, whatever is wrong with it.  It shares the header-block and
+    body-framing readers with :class:`RequestParser`, so the two accept the
+    same field syntax and chunked framing.
+    """
+
+    __slots__ = ("_head_request",)
+
+    _ERROR_STATUS = 502
+
+    def __init__(
+        self,
+        request_method: str = "GET",
+        *,
+        max_head_size: int = 65536,
+        max_headers: int = 200,
+        max_trailer_size: int = 16384,
+    ) -> None:
+        super().__init__(max_head_size=max_head_size, max_headers=max_headers, max_trailer_size=max_trailer_size)
+        self._head_request = request_method == "HEAD"
+
+    def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
+        """Expect the response to a new request (on a kept-alive connection)."""
+        super().start_next()
+        self._head_request = request_method == "HEAD"
+
+    def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
+        m = _STATUS_LINE_RE.fullmatch(line)
+        if m is None:
+            return None
+        return m.groups()  # type: ignore[return-value]
+
+    def _parse_start_line(self, line: str) -> tuple[str, ...]:
+        m = _STATUS_LINE_RE.fullmatch(line)
+        if m is not None:
+            return m.groups()  # type: ignore[return-value]
+        if "\r" in line:
+            raise ProtocolError(502, "bare CR")
+        if _ANY_VERSION_RE.match(line) is not None and not line.startswith(("HTTP/1.0 ", "HTTP/1.1 ")):
+            raise ProtocolError(502, "http version not supported")
+        raise ProtocolError(502, "malformed status line")
+
+    def _size_error(self, is_head: bool) -> ProtocolError:
+        return ProtocolError(502, "response head too large" if is_head else "trailer section too large")
+
+    def _finish_head(
+        self,
+        start: tuple[str, ...],
+        headers: list[tuple[str, str]],
+        index: dict[str, str],
+    ) -> ResponseHead:
+        version, status_text, reason = start
+        status = int(status_text)
+        if status < 100:
+            raise ProtocolError(502, "bad status code")
+        is11 = version == "1.1"
+        if len(index) != len(headers):
+            index = _merge_duplicates(headers, index, _RESPONSE_UNIQUE)
+        cl = index.get("content-length")
+        te = index.get("transfer-encoding")
+        conn = index.get("connection")
+
+        length: int | None = None
+        if cl is not None:
+            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
+                raise ProtocolError(502, "bad content-length")
+            length = int(cl)
+        chunked = False
+        if te is not None:
+            if not is11:
+                raise ProtocolError(502, "transfer-encoding in HTTP/1.0")
+            if cl is not None:
+                # RFC 9112 §6.3: "ought to be handled as an error" — a
+                # smuggling or response-splitting attempt.
+                raise ProtocolError(502, "both content-length and transfer-encoding")
+            if te.lower() != "chunked":
+                raise ProtocolError(502, "unsupported transfer-encoding")
+            chunked = True
+
+        keep_alive = is11
+        upgrade: str | None = None
+        if conn is not None:
+            c = conn.lower()
+            if c == "keep-alive":
+                keep_alive = True
+            elif c == "close":
+                keep_alive = False
+            else:
+                tokens = {t.strip(" \t") for t in c.split(",")}
+                if "close" in tokens:
+                    keep_alive = False
+                elif "keep-alive" in tokens:
+                    keep_alive = True
+                if "upgrade" in tokens:
+                    upgrade = (index.get("upgrade") or "").lower() or None
+
+        if status < 200:
+            # No content; the final response follows, or (101) another protocol.
+            if status == 101:
+                keep_alive = False
+                self._state = _S_PAUSED
+            else:
+                self._state = _S_HEAD
+        elif self._head_request or status == 204 or status == 304:
+            self._state = _S_EOM
+        elif chunked:
+            self._state = _S_CHUNK_SIZE
+        elif length is not None:
+            if length:
+                self._remaining = length
+                self._state = _S_BODY
+            else:
+                self._state = _S_EOM
+        else:
+            keep_alive = False
+            self._state = _S_UNTIL_CLOSE
+        head = _ResponseHeadTwin(version, status, reason or "", headers, length, chunked, keep_alive, upgrade)
+        head.__class__ = ResponseHead
+        return head  # type: ignore[no-any-return]
+
+
+# Fields that may appear once only (repeats are smuggling vectors), with the
+# reason given when they do not.
+_REQUEST_UNIQUE: Final = (
+    ("content-length", "duplicate content-length"),
+    ("transfer-encoding", "duplicate transfer-encoding"),
+    ("host", "duplicate host"),
+)
+_RESPONSE_UNIQUE: Final = _REQUEST_UNIQUE[:2]
+
+
+def _merge_duplicates(
+    headers: list[tuple[str, str]], index: dict[str, str], unique: tuple[tuple[str, str], ...]
+) -> dict[str, str]:
+    """Reject repeated framing/Host fields (smuggling vectors) and fold
+    repeated list-valued fields into one comma list (RFC 9110 §5.3)."""
+    counts: dict[str, int] = {}
+    for name, _ in headers:
+        counts[name] = counts.get(name, 0) + 1
+    for name, reason in unique:
+        if counts.get(name, 0) > 1:
+            raise ProtocolError(400, reason)
+    merged = dict(index)
+    for name in ("connection", "upgrade", "expect"):
+        if counts.get(name, 0) > 1:
+            merged[name] = ", ".join(v for n, v in headers if n == name)
+    if counts.get("expect", 0) > 1:
+        # Any one of them asking for 100-continue counts.
+        values = [v.lower() for n, v in headers if n == "expect"]
+        if "100-continue" in values:
+            merged["expect"] = "100-continue"
+    return merged
 
 
 def _parse_field_line(line: str) -> tuple[str, str]:

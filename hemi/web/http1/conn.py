@@ -97,6 +97,8 @@ class Http1Conn(asyncio.Protocol):
         else:
             self.peer = ("unix", 0)
         self._wait_head()
+        if self.gate.shut:
+            self.gate.drain_late(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -185,11 +187,17 @@ class Http1Conn(asyncio.Protocol):
         else:  # write: the client does not read what we send
             self._close(abort=True)
 
-    def drain(self) -> None:
-        """Graceful shutdown: finish the exchange in progress, then close; close idle ones now."""
+    def drain(self, idle_grace: float = 0.0) -> None:
+        """Graceful shutdown: finish the exchange in progress, then close. An idle connection
+        is closed now, or, when its stage retires for a reload, once it has been idle for
+        ``idle_grace`` seconds: its client may be sending a request at this very moment, and a
+        close would fail it; that request is answered (with ``connection: close``) instead."""
         self.draining = True
         if self.req is None and not self.closing:
-            self._close()
+            if idle_grace > 0:
+                self._set_deadline(idle_grace, "head")
+            else:
+                self._close()
 
     def _close(self, abort: bool = False) -> None:
         if self.closing:

@@ -1,0 +1,467 @@
+"""What the CGI-style gateway proxies (``fcgiProxy``, ``uwsgiProxy``) share.
+
+Both take a connection from a stream backend (``tcpsBackend``: TCP, TLS or a unix socket), send
+the request's CGI meta-variables (:mod:`.cgivars`) and its body in their protocol's framing, read
+back a CGI/HTTP response head and a body, and relay that to the client. They differ only in the
+framing, which a subclass supplies as three small pieces: :meth:`GatewayProxy.encode_head`
+(bytes that start the request), :meth:`GatewayProxy.frame_body` / :attr:`GatewayProxy.body_end`
+(how body bytes travel), and a sans-IO :class:`ResponseReader` (bytes in, head and body pieces
+out). Everything else — buffering, limits, timeouts, retries, the status mapping — is here once.
+
+Failures map as nginx maps them: no connection or a broken/malformed exchange is 502, a timeout
+504; once the response head is on its way to the client, the only honest signal left is to cut
+the client's connection. A client that goes away aborts the backend connection (it is in an
+unknown state); a request is retried on a new connection only when a *reused* connection died
+before any response byte arrived and the body can be replayed (none, or buffered).
+
+Timeouts cost no timer per request: the backend connection's own lazily re-armed timer enforces
+the backend's ``.readTimeout``/``.writeTimeout``, and the proxy's ``.recvTimeout`` /
+``.sendTimeout`` (the longest wait for the next response bytes / for the backend to take more
+request bytes) are enforced by one sweeper per proxy over its in-flight waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+
+from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, ConnectError
+from ..cgihead import ResponseHead
+from ..errors import HTTPError
+from ..exchange import BodyContent
+from ..handlet import Handlet
+
+if TYPE_CHECKING:
+    from ..exchange import Request, Response
+
+__all__ = ["GatewayProxy", "GatewayError", "ResponseReader", "BACKEND_SIGNS"]
+
+BACKEND_SIGNS: Final = ("tcpsBackend", "tudsBackend")
+
+# Response headers the gateway never relays: framing and hop-by-hop headers (we frame the
+# response ourselves), the CGI Status pseudo-header, and what our connection writes itself.
+_DROPPED: Final = frozenset(("connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
+                             "trailer", "content-length", "status", "server", "date"))
+_FILE_PIECE: Final = 256 << 10   # a buffered request body is sent from its temp file in pieces this big
+_MAX_ATTEMPTS: Final = 4         # a dead pooled connection is retried, a few times at most
+
+
+class GatewayError(Exception):
+    """The backend's answer cannot be relayed (bad framing, too large, cut short): 502."""
+
+
+class ResponseReader(Protocol):
+    """The sans-IO response side of one exchange.
+
+    ``feed`` takes bytes from the backend; ``head`` becomes the parsed head once complete;
+    after :meth:`start_body` (called once, when the head is there) body pieces collect in
+    ``body`` (the caller empties it) and ``done`` turns True when the response is complete.
+    ``eof`` is called when the backend closed: it completes a response delimited by the close
+    or raises. ``reusable`` says whether the connection may serve another request. Codec
+    errors are raised as the protocol's own error type (the proxy's ``codec_error``).
+    """
+
+    head: ResponseHead | None
+    body: list[bytes]
+    done: bool
+    reusable: bool
+    started: bool     # some response bytes arrived (a request that got any answer is not retried)
+
+    def feed(self, data: bytes) -> None: ...
+
+    def start_body(self, expect_body: bool, length: int | None) -> None: ...
+
+    def eof(self) -> None: ...
+
+
+class _Retry(Exception):
+    """A reused backend connection died before answering: try again on another."""
+
+
+class GatewayProxy(Handlet):
+    """The base of ``fcgiProxy`` and ``uwsgiProxy`` (see the module docstring)."""
+
+    is_proxy = True
+    protocol: ClassVar[str] = ""                                  # "fcgi", "uwsgi": temp dir and logs
+    codec_error: ClassVar[type[Exception]] = Exception            # the codec's error type (-> 502)
+    log: ClassVar[logging.Logger] = logging.getLogger("hemi.web.proxy")
+    body_end: ClassVar[bytes] = b""                               # sent after the body (fcgi: empty STDIN)
+
+    # -- configuration ----------------------------------------------------------------------------------
+    def on_configure(self) -> None:
+        self.backend_name = self.configure_string("toBackend", None, required=True)
+        self.with_storer = self.configure_string("withStorer", "")
+        if self.with_storer:
+            self.error(f'.withStorer names "{self.with_storer}", but storers are not implemented yet',
+                       self.block.prop_locs.get("withStorer"))
+        self.buffer_client_content = self.configure_bool("bufferClientContent", False)
+        self.buffer_server_content = self.configure_bool("bufferServerContent", False)
+        self.send_timeout = self.configure_duration("sendTimeout", 60.0, min=0.001)
+        self.recv_timeout = self.configure_duration("recvTimeout", 60.0, min=0.001)
+        self.max_content_size = self.configure_size("maxContentSize", 1 << 40, min=0)
+        self.save_dir = self.configure_string("saveContentFilesDir",
+                                              os.path.join(self.stage.dirs.temp, "web", self.protocol, self.name))
+        self.reuse_conns = False   # a cleanly finished connection goes back to the pool (fcgi's .keepConn)
+        self.backend: Backend | None = None
+        self._waits: dict[asyncio.Task, float] = {}   # task -> deadline of its current backend wait
+        self._expired: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    def on_bind(self) -> None:
+        """Resolve ``.toBackend`` now that every component is configured: a missing or wrong
+        kind of backend is a config error, not a crash on the first request."""
+        if not self.backend_name:
+            return
+        loc = self.block.prop_locs.get("toBackend")
+        comp = self.stage.get("backend", self.backend_name)
+        if comp is None:
+            self.error(f'.toBackend names "{self.backend_name}", but the stage has no backend of that name', loc)
+        elif not isinstance(comp, Backend) or comp.sign not in BACKEND_SIGNS:
+            self.error(f'.toBackend names {comp.describe()}, expected a {" or ".join(BACKEND_SIGNS)}', loc)
+        else:
+            self.backend = comp
+
+    async def on_start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def on_shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        """Cancel the tasks whose backend wait outlived ``.sendTimeout``/``.recvTimeout``."""
+        tick = max(0.05, min(0.5, self.send_timeout / 4, self.recv_timeout / 4))
+        loop = asyncio.get_running_loop()
+        waits = self._waits
+        while True:
+            await asyncio.sleep(tick)
+            if waits:
+                now = loop.time()
+                for task, deadline in list(waits.items()):
+                    if now >= deadline:
+                        del waits[task]
+                        self._expired.add(task)
+                        task.cancel()
+
+    # -- protocol hooks (subclasses) ------------------------------------------------------------------
+    def encode_head(self, req: "Request", content_length: int | None) -> bytes:
+        """The bytes that start the request (params/vars), for a body of ``content_length``
+        bytes (None: no body); when there is no body it also ends the request."""
+        raise NotImplementedError
+
+    def frame_body(self, data: bytes) -> bytes:
+        """A piece of the request body as it goes on the wire."""
+        return data
+
+    def new_reader(self, req: "Request") -> ResponseReader:
+        raise NotImplementedError
+
+    # -- serving ------------------------------------------------------------------------------------------
+    async def handle(self, req: "Request", resp: "Response") -> bool:
+        backend = self.backend
+        assert backend is not None, "on_bind resolves the backend before anything is served"
+        body: BodyContent | None = None
+        length: int | None = None
+        if req.has_body:
+            if self.buffer_client_content or req.content_length is None:
+                # A chunked body has no length to announce: spool it first (CONTENT_LENGTH is required).
+                body = await req.save()
+                length = body.size
+            else:
+                length = req.content_length
+        head = self.encode_head(req, length)
+        task = asyncio.current_task()
+        assert task is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = await backend.acquire(client_ip=req.client_ip)
+            except BackendTimeout as e:
+                raise self._fail(504, f"cannot connect: {e}") from None
+            except BackendError as e:
+                raise self._fail(502, f"cannot connect: {e}") from None
+            try:
+                return await self._exchange(conn, task, req, resp, head, body, length)
+            except _Retry:
+                if attempt >= _MAX_ATTEMPTS:
+                    raise self._fail(502, "the backend closed every reused connection") from None
+
+    def _fail(self, status: int, reason: str) -> HTTPError:
+        self.log.warning('%s "%s": %s', self.sign, self.name, reason)
+        return HTTPError(status)
+
+    async def _exchange(self, conn: BackendConn, task: asyncio.Task, req: "Request", resp: "Response", head: bytes,
+                        body: BodyContent | None, length: int | None) -> bool:
+        """One attempt on ``conn``; the connection is always released (pooled only when clean)."""
+        replayable = body is not None or length is None
+        reader: ResponseReader | None = None
+        released = False
+        try:
+            try:
+                await self._send(conn, task, req, head, body, length)
+                reader = self.new_reader(req)
+                while reader.head is None:
+                    data = await self._recv(conn, task)
+                    if not data:
+                        if conn.requests > 1 and replayable and not reader.started:
+                            raise _Retry()
+                        reader.eof()
+                        raise GatewayError("connection closed before the response head")
+                    reader.feed(data)
+                content_length = self._start_response(req, resp, reader)
+                if reader.done and not resp.head_only:
+                    released = True
+                    self._release(conn, reader)
+                    self._send_whole(resp, reader.body, content_length)
+                    return True
+                if self.buffer_server_content or resp.head_only:
+                    buffered = await self._collect(conn, task, resp, reader, content_length)
+                    released = True
+                    self._release(conn, reader)
+                    await self._send_buffered(resp, buffered, content_length)
+                    return True
+                await self._relay(conn, task, resp, reader, content_length)
+                released = True
+                self._release(conn, reader)
+                await resp.end()
+                return True
+            except self.codec_error as e:
+                raise GatewayError(getattr(e, "reason", str(e))) from None
+            except BackendError as e:
+                if isinstance(e, BackendTimeout):
+                    raise self._fail(504, str(e)) from None
+                if conn.requests > 1 and replayable and (reader is None or not reader.started):
+                    raise _Retry() from None
+                raise GatewayError(str(e)) from None
+        except GatewayError as e:
+            if not resp.sent:
+                raise self._fail(502, str(e)) from None
+            self.log.warning('%s "%s": %s (after the response head: the client connection is cut)',
+                             self.sign, self.name, e)
+            raise HTTPError(502) from None
+        except asyncio.CancelledError:
+            if task in self._expired:
+                self._expired.discard(task)
+                task.uncancel()
+                raise self._fail(504, "the backend did not answer within the proxy's timeout") from None
+            raise  # the client went away: the finally below aborts the backend connection
+        finally:
+            self._waits.pop(task, None)
+            if not released:
+                conn.abort()  # in an unknown state: mid-request, mid-response, or broken
+                self.backend.release(conn, reusable=False)  # type: ignore[union-attr]
+
+    def _release(self, conn: BackendConn, reader: ResponseReader) -> None:
+        """The response is complete: pool the connection if the protocol allows, else close it."""
+        backend: Backend = self.backend  # type: ignore[assignment]
+        if conn.node.fails:
+            backend.report(conn.node, True)
+        backend.release(conn, reusable=self.reuse_conns and reader.reusable)
+
+    # -- sending --------------------------------------------------------------------------------------------
+    async def _drain(self, conn: BackendConn, task: asyncio.Task) -> None:
+        self._waits[task] = asyncio.get_running_loop().time() + self.send_timeout
+        await conn.drain()
+        del self._waits[task]
+
+    async def _send(self, conn: BackendConn, task: asyncio.Task, req: "Request", head: bytes,
+                    body: BodyContent | None, length: int | None) -> None:
+        if length is None:
+            conn.write(head)
+            return
+        if body is not None:
+            if body.data is not None:
+                conn.writelines([head, self.frame_body(body.data), self.body_end])
+                return
+            conn.write(head)
+            with open(body.path, "rb") as f:  # type: ignore[arg-type]
+                while True:
+                    piece = f.read(_FILE_PIECE)
+                    if not piece:
+                        break
+                    conn.write(self.frame_body(piece))
+                    await self._drain(conn, task)
+            conn.write(self.body_end)
+            return
+        # Streamed as it arrives; the HTTP codec holds the client to the length it announced.
+        conn.write(head)
+        async for piece in req.stream_body():
+            conn.write(self.frame_body(piece))
+            await self._drain(conn, task)
+        conn.write(self.body_end)
+
+    # -- receiving --------------------------------------------------------------------------------------------
+    async def _recv(self, conn: BackendConn, task: asyncio.Task) -> bytes:
+        if conn.buffered:
+            return await conn.read()
+        self._waits[task] = asyncio.get_running_loop().time() + self.recv_timeout
+        data = await conn.read()
+        del self._waits[task]
+        return data
+
+    def _start_response(self, req: "Request", resp: "Response", reader: ResponseReader) -> int | None:
+        """Copy the backend's status and headers to ``resp``; return its Content-Length."""
+        head = reader.head
+        assert head is not None
+        status = head.status
+        if status < 200:
+            raise GatewayError(f"the application answered with the informational status {status}")
+        resp.status = status
+        length: int | None = None
+        drop: set[str] | None = None
+        out = resp.headers
+        for name, value in head.headers:
+            if name in _DROPPED:
+                if name == "content-length":
+                    if not value.isdigit() or (length is not None and int(value) != length):
+                        raise GatewayError(f"bad Content-Length {value!r} in the response")
+                    length = int(value)
+                elif name == "connection":
+                    drop = {t.strip().lower() for t in value.split(",")}
+                elif name == "transfer-encoding" and value.lower() != "identity":
+                    raise GatewayError(f"the application sent Transfer-Encoding: {value}, which it may not")
+                continue
+            if name == "content-type":
+                resp.content_type = value
+            else:
+                out.append((name, value))
+        if drop:
+            resp.headers = [(k, v) for k, v in out if k not in drop]
+        if length is not None and length > self.max_content_size:
+            raise GatewayError(f"response content of {length} bytes exceeds .maxContentSize")
+        expect_body = status not in (204, 304) and not resp.head_only
+        reader.start_body(expect_body, length if expect_body else None)
+        return length
+
+    def _send_whole(self, resp: "Response", pieces: list[bytes], length: int | None) -> None:
+        """The whole response is already here: one write, with Content-Length."""
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if length is not None and len(data) != length:
+            if len(data) < length:
+                raise GatewayError(f"response content of {len(data)} bytes, {length} announced")
+            data = data[:length]
+        if len(data) > self.max_content_size:
+            raise GatewayError(f"response content exceeds .maxContentSize ({self.max_content_size} bytes)")
+        resp.send(data)
+
+    async def _relay(self, conn: BackendConn, task: asyncio.Task, resp: "Response", reader: ResponseReader,
+                     length: int | None) -> None:
+        """Stream the body as it arrives: with the application's Content-Length, else chunked
+        (the caller ends the response once the backend connection is released)."""
+        if length is not None:
+            resp.set_length(length)
+        limit = self.max_content_size if length is None else length
+        total = 0
+        pieces = reader.body
+        await resp.echo(b"")  # the head goes out now, even if the body is slow to come
+        while True:
+            if pieces:
+                for piece in pieces:
+                    total += len(piece)
+                    if total > limit:  # more than announced is dropped; more than allowed is an error
+                        if length is None:
+                            raise GatewayError("response content exceeds .maxContentSize")
+                        piece = piece[:len(piece) - (total - limit)]
+                        total = limit
+                    if piece:
+                        await resp.echo(piece)
+                pieces.clear()
+            if reader.done:
+                break
+            data = await self._recv(conn, task)
+            if data:
+                reader.feed(data)
+            else:
+                reader.eof()
+        if length is not None and total < length:
+            raise GatewayError(f"response content of {total} bytes, {length} announced")
+
+    async def _collect(self, conn: BackendConn, task: asyncio.Task, resp: "Response", reader: ResponseReader,
+                       length: int | None) -> "_Buffered":
+        """Read the whole body: in memory up to the app's ``.maxMemoryContentSize``, in a temp
+        file past it. For ``.bufferServerContent``, and for HEAD (the body is only drained)."""
+        app = resp.request.app
+        buffered = _Buffered(app.max_memory_content_size if app is not None else 16 << 20, self.save_dir,
+                             keep=not resp.head_only)
+        limit = self.max_content_size if length is None else length
+        pieces = reader.body
+        try:
+            while True:
+                if pieces:
+                    for piece in pieces:
+                        if buffered.size + len(piece) > limit:
+                            if length is None:
+                                raise GatewayError("response content exceeds .maxContentSize")
+                            piece = piece[:limit - buffered.size]
+                        buffered.add(piece)
+                    pieces.clear()
+                if reader.done:
+                    break
+                data = await self._recv(conn, task)
+                if data:
+                    reader.feed(data)
+                else:
+                    reader.eof()
+            if length is not None and buffered.size < length and not resp.head_only:
+                raise GatewayError(f"response content of {buffered.size} bytes, {length} announced")
+        except BaseException:
+            buffered.close()
+            raise
+        return buffered
+
+    async def _send_buffered(self, resp: "Response", buffered: "_Buffered", length: int | None) -> None:
+        try:
+            if resp.head_only:
+                if length is None:
+                    resp.send(b"")
+                else:  # HEAD keeps the application's Content-Length
+                    resp.set_length(length)
+                    await resp.echo(b"")
+                    await resp.end()
+            elif buffered.spool is None:
+                resp.send(b"".join(buffered.parts))
+            else:
+                buffered.spool.flush()
+                if resp.content_type is None:
+                    resp.content_type = "application/octet-stream"
+                await resp.send_fd(buffered.spool.fileno(), 0, buffered.size)
+        finally:
+            buffered.close()
+
+
+class _Buffered:
+    """A response body being collected: a list of pieces, then a temp file once it is big."""
+
+    __slots__ = ("memory", "directory", "keep", "parts", "size", "spool")
+
+    def __init__(self, memory: int, directory: str, *, keep: bool) -> None:
+        self.memory = memory
+        self.directory = directory
+        self.keep = keep          # False: count the bytes, keep none (HEAD)
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.spool: Any = None
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if not self.keep:
+            return
+        if self.spool is None:
+            if self.size <= self.memory:
+                self.parts.append(piece)
+                return
+            os.makedirs(self.directory, exist_ok=True)
+            self.spool = tempfile.TemporaryFile(prefix="resp-", dir=self.directory)
+            self.spool.writelines(self.parts)
+            self.parts = []
+        self.spool.write(piece)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
