@@ -90,7 +90,9 @@ def _gorox_factory(tmp_dir: Path) -> tuple[Callable[..., Gorox], Callable[[], No
         conf.write_text(config.format(**subst))
         out = open(base / "gorox.out", "wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.Popen(gorox_cmd("serve", "-config", str(conf), "-base", str(base), *extra_args),
+        # -single: one process, as these tests expect (the leader and its workers have their own
+        # tests, tests/e2e/test_procman.py, and would share the default admin port 9527 here).
+        proc = subprocess.Popen(gorox_cmd("serve", "-single", "-config", str(conf), "-base", str(base), *extra_args),
                                 stdout=out, stderr=subprocess.STDOUT, cwd=str(base), env=env,
                                 start_new_session=True)
         g = Gorox(proc, base, plist, conf)

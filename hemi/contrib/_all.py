@@ -10,3 +10,5 @@ from .handlets import checkers, rewriter  # noqa: F401,E402
 from .revisers import gzip, head  # noqa: F401,E402
 from ..net import backends  # noqa: F401,E402
 from ..web.proxy import fcgi as _fcgi, uwsgi as _uwsgi  # noqa: F401,E402
+from ..web.proxy import http1 as _http1  # noqa: F401,E402
+from ..web import wsgi as _wsgi  # noqa: F401,E402

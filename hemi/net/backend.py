@@ -22,7 +22,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from ..config import tree
 from ..core.component import Component
@@ -92,6 +92,39 @@ class Node:
         for conn in idle:
             conn.close()
 
+    def take_idle(self, alive_timeout: float) -> "BackendConn | None":
+        """The warmest idle connection still fresh and open; stale ones are closed."""
+        idle = self.idle
+        if not idle:
+            return None
+        limit = time.monotonic() - alive_timeout
+        while idle:
+            conn = idle.pop()
+            if conn.last_used >= limit and conn.reusable_when_idle():
+                return conn
+            conn.close()
+        return None
+
+    def keep(self, conn: "BackendConn", alive_timeout: float) -> bool:
+        """Pool ``conn`` if it is clean and there is room; False: the caller closes it."""
+        if len(self.idle) < self.keep_conns and alive_timeout > 0 and conn.reusable_when_idle():
+            conn.last_used = time.monotonic()
+            self.idle.append(conn)
+            return True
+        return False
+
+    def sweep(self, alive_timeout: float) -> None:
+        """Close idle connections unused for ``alive_timeout`` or closed by the peer."""
+        if self.idle:
+            limit = time.monotonic() - alive_timeout
+            keep = []
+            for conn in self.idle:
+                if conn.last_used >= limit and conn.reusable_when_idle():
+                    keep.append(conn)
+                else:
+                    conn.close()
+            self.idle = keep
+
 
 class BackendConn(asyncio.Protocol):
     """One outbound connection to a node.
@@ -101,7 +134,7 @@ class BackendConn(asyncio.Protocol):
     Reading stops (TCP back-pressure) while more than HIGH_WATER bytes are received but unread.
     """
 
-    __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "_chunks", "_buffered",
+    __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "_chunks", "_buffered",
                  "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline", "_drain_deadline", "_timer",
                  "_timer_at", "_write_paused", "_read_paused", "_loop", "_read_timeout", "_write_timeout", "_made")
 
@@ -112,6 +145,7 @@ class BackendConn(asyncio.Protocol):
         self.requests = 0
         self.transport: Any = None
         self.lost_error: BaseException | None = None
+        self.parser: Any = None  # the protocol's per-connection parser, kept while the connection is pooled
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
@@ -328,6 +362,7 @@ class Backend(Component):
         self.read_timeout = self.configure_duration("readTimeout", 30.0, min=0.001)
         self.write_timeout = self.configure_duration("writeTimeout", 30.0, min=0.001)
         self.alive_timeout = self.configure_duration("aliveTimeout", 5.0, min=0.0)
+        self.max_streams_per_conn = self.configure_int("maxStreamsPerConn", 1000, min=0)  # 0: no limit
         self.max_fails = self.configure_int("maxFails", 1, min=0)
         self.fail_timeout = self.configure_duration("failTimeout", 10.0, min=0.0)
         self.tls_mode = self.configure_bool("tlsMode", False)
@@ -440,7 +475,7 @@ class Backend(Component):
                     raise cls(f"backend {self.name}: {last}", last.node) from None
                 raise ConnectError(f"backend {self.name}: no node available")
             node.picks += 1
-            conn = self._take_idle(node)
+            conn = node.take_idle(self.alive_timeout)
             if conn is None:
                 try:
                     conn = await self.dial(node)
@@ -454,27 +489,13 @@ class Backend(Component):
             node.in_use += 1
             return conn
 
-    def _take_idle(self, node: Node) -> BackendConn | None:
-        idle = node.idle
-        if not idle:
-            return None
-        limit = time.monotonic() - self.alive_timeout
-        while idle:
-            conn = idle.pop()
-            if conn.last_used >= limit and conn.reusable_when_idle():
-                return conn
-            conn.close()
-        return None
-
     def release(self, conn: BackendConn, *, reusable: bool) -> None:
         """Give a connection back: pooled when ``reusable`` and clean, else closed."""
         node = conn.node
         node.in_use -= 1
-        if (reusable and not self._shut and len(node.idle) < node.keep_conns and conn.reusable_when_idle()
-                and node.available and self.alive_timeout > 0):
-            conn.last_used = time.monotonic()
-            node.idle.append(conn)
-        else:
+        limit = self.max_streams_per_conn
+        if not (reusable and not self._shut and node.available and (not limit or conn.requests < limit)
+                and node.keep(conn, self.alive_timeout)):
             conn.close()
 
     def report(self, node: Node, ok: bool) -> None:
@@ -501,46 +522,10 @@ class Backend(Component):
     async def dial(self, node: Node) -> BackendConn:
         """A new connection to ``node`` (not counted as in use: ``acquire`` does that).
         Raises ConnectError or BackendTimeout."""
-        loop = asyncio.get_running_loop()
-        addr = node.address
         node.dials += 1
-
-        def factory() -> BackendConn:
-            return self.conn_class(node, self.read_timeout, self.write_timeout)
-
-        try:
-            if addr.path is not None:
-                path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
-                coro = loop.create_unix_connection(factory, path, ssl=self.ssl_context,
-                                                   server_hostname=self._sni(node) if self.ssl_context else None)
-            else:
-                host = await self._resolve(addr.host, addr.port)
-                coro = loop.create_connection(factory, host, addr.port, ssl=self.ssl_context,
-                                              server_hostname=self._sni(node) if self.ssl_context else None)
-            _transport, conn = await asyncio.wait_for(coro, self.dial_timeout)
-        except asyncio.TimeoutError:
-            raise BackendTimeout(f"dialing {node.name} timed out after {self.dial_timeout:g}s", node) from None
-        except (OSError, ssl.SSLError) as e:
-            raise ConnectError(f"cannot connect to {node.name}: {e.strerror or e}" if isinstance(e, OSError)
-                               else f"TLS to {node.name} failed: {e}", node) from None
-        return conn
-
-    def _sni(self, node: Node) -> str | None:
-        if self.tls_server_name:
-            return self.tls_server_name
-        host = node.address.host
-        return host or None
-
-    async def _resolve(self, host: str, port: int) -> str:
-        if host[:1].isdigit() or ":" in host:
-            return host
-        try:
-            found = await self.stage.resolv.resolve(host, port)
-        except OSError as e:
-            raise ConnectError(f"cannot resolve {host}: {e}") from None
-        if not found:
-            raise ConnectError(f"cannot resolve {host}")
-        return found[0][1]
+        return await open_connection(node, lambda: self.conn_class(node, self.read_timeout, self.write_timeout),
+                                     dial_timeout=self.dial_timeout, ssl_context=self.ssl_context,
+                                     server_hostname=self.tls_server_name or None, resolv=self.stage.resolv)
 
     # -- maintenance --------------------------------------------------------------------------------------
     async def _sweep_idle(self) -> None:
@@ -548,16 +533,8 @@ class Backend(Component):
         interval = max(0.05, min(1.0, self.alive_timeout / 2 if self.alive_timeout else 1.0))
         while True:
             await asyncio.sleep(interval)
-            limit = time.monotonic() - self.alive_timeout
             for node in self.nodes:
-                if node.idle:
-                    keep = []
-                    for conn in node.idle:
-                        if conn.last_used >= limit and conn.reusable_when_idle():
-                            keep.append(conn)
-                        else:
-                            conn.close()
-                    node.idle = keep
+                node.sweep(self.alive_timeout)
 
     async def _check_loop(self) -> None:
         while True:
@@ -589,8 +566,44 @@ class Backend(Component):
         return True
 
 
-def is_tls_conn(conn: BackendConn) -> bool:
-    return conn.transport is not None and conn.transport.get_extra_info("sslcontext") is not None
+async def open_connection(node: Node, factory: Callable[[], BackendConn], *, dial_timeout: float,
+                          ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                          resolv: Any = None) -> BackendConn:
+    """Dial ``node`` (TCP, TLS, or a unix socket) within ``dial_timeout``; host names go through
+    the stage's ``resolv`` fixture. Shared by backends and the forward proxy's per-host pools.
+    Raises ConnectError or BackendTimeout."""
+    loop = asyncio.get_running_loop()
+    addr = node.address
+    sni = None
+    if ssl_context is not None:
+        sni = server_hostname or addr.host or None
+    try:
+        if addr.path is not None:
+            path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
+            coro = loop.create_unix_connection(factory, path, ssl=ssl_context, server_hostname=sni)
+        else:
+            host = await _resolve(addr.host, addr.port, resolv)
+            coro = loop.create_connection(factory, host, addr.port, ssl=ssl_context, server_hostname=sni)
+        _transport, conn = await asyncio.wait_for(coro, dial_timeout)
+    except asyncio.TimeoutError:
+        raise BackendTimeout(f"dialing {node.name} timed out after {dial_timeout:g}s", node) from None
+    except ssl.SSLError as e:
+        raise ConnectError(f"TLS to {node.name} failed: {e}", node) from None
+    except OSError as e:
+        raise ConnectError(f"cannot connect to {node.name}: {e.strerror or e}", node) from None
+    return conn
 
 
-__all__ = ["Backend", "BackendConn", "BackendError", "BackendTimeout", "ConnectError", "Node", "is_tls_conn"]
+async def _resolve(host: str, port: int, resolv: Any) -> str:
+    if resolv is None or host[:1].isdigit() or ":" in host:
+        return host
+    try:
+        found = await resolv.resolve(host, port)
+    except OSError as e:
+        raise ConnectError(f"cannot resolve {host}: {e}") from None
+    if not found:
+        raise ConnectError(f"cannot resolve {host}")
+    return found[0][1]
+
+
+__all__ = ["Backend", "BackendConn", "BackendError", "BackendTimeout", "ConnectError", "Node", "open_connection"]

@@ -15,23 +15,27 @@ from typing import Any, Awaitable, Callable
 CHUNK = 256 << 10
 
 
-async def _flush(transport: Any) -> None:
-    """Wait until the transport has handed every buffered byte to the kernel."""
+async def _flush(transport: Any, timeout: float) -> None:
+    """Wait until the transport has handed every buffered byte to the kernel (the head usually
+    went out at once; this waits only behind a slow reader)."""
     if transport.get_write_buffer_size() == 0:
         return
-    loop = asyncio.get_running_loop()
+    deadline = asyncio.get_running_loop().time() + timeout
     while transport.get_write_buffer_size() and not transport.is_closing():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the client reads nothing (writeTimeout)")
         await asyncio.sleep(0.001 if transport.get_write_buffer_size() < 65536 else 0.005)
-    del loop
 
 
 async def send_file(transport: Any, fd: int, offset: int, count: int,
-                    drain: Callable[[], Awaitable[None]]) -> None:
+                    drain: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
+    """Send ``count`` bytes of ``fd`` from ``offset``. ``timeout`` bounds each wait for the
+    client to make room (Gorox's writeTimeout); TimeoutError when it passes."""
     sock = transport.get_extra_info("socket")
     if sock is None or transport.get_extra_info("sslcontext") is not None or transport.get_extra_info("ssl_object") is not None:
         await _copy(transport, fd, offset, count, drain)
         return
-    await _flush(transport)
+    await _flush(transport, timeout)
     if transport.is_closing():
         raise ConnectionResetError("client went away")
     loop = asyncio.get_running_loop()
@@ -45,7 +49,9 @@ async def send_file(transport: Any, fd: int, offset: int, count: int,
                 waiter = loop.create_future()
                 loop.add_writer(out, lambda: waiter.done() or waiter.set_result(None))
                 try:
-                    await waiter
+                    await asyncio.wait_for(waiter, timeout)
+                except asyncio.TimeoutError:
+                    raise TimeoutError("the client reads nothing (writeTimeout)") from None
                 finally:
                     loop.remove_writer(out)
                 if transport.is_closing():

@@ -92,21 +92,30 @@ class WebServer(Component):
         return ctx
 
     def _build_tls(self) -> ssl.SSLContext:
-        """The server's context, plus one per app certificate chosen by SNI."""
+        """The server's context, plus one per app certificate chosen by SNI.
+
+        Without SNI, or for a name no app claims, the server's own certificate is used; if it
+        has none, the default ("*") app's, else the first app's (as Gorox: the first one)."""
         by_name: dict[str, ssl.SSLContext] = {}
         wildcards: list[tuple[str, ssl.SSLContext]] = []
         first: ssl.SSLContext | None = None
+        default: ssl.SSLContext | None = None
         for app in self.apps:
             if not app.tls_certificate:
                 continue
             ctx = self._context(app.tls_certificate, app.tls_private_key)
             first = first or ctx
             for h in app.hostnames:
-                if h.startswith("*."):
+                if h == "*":
+                    default = ctx
+                elif h.startswith("*."):
                     wildcards.append((h[1:], ctx))
-                elif h != "*" and not h.endswith(".*"):
+                elif not h.endswith(".*"):
                     by_name.setdefault(h, ctx)
-        main = self._context(self.tls_certificate, self.tls_private_key) if self.tls_certificate else first
+        if self.tls_certificate:
+            main = self._context(self.tls_certificate, self.tls_private_key)
+        else:
+            main = default or first
         assert main is not None
 
         def choose(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -158,11 +167,14 @@ class WebServer(Component):
         log.info('%s "%s" listening on %s%s', self.sign, self.name, self.address, " (TLS)" if self.tls_mode else "")
 
     async def _sweep(self) -> None:
-        """Once a second, time out the connections whose deadline has passed. One timer for the
-        whole server costs less than a timer per connection re-armed on every request."""
+        """A few times a second, time out the connections whose deadline has passed. One timer
+        for the whole server costs less than a timer per connection re-armed on every request.
+        The period is a quarter of the shortest timeout (at most 0.5 s), so a timeout fires
+        late by at most that."""
         loop = asyncio.get_running_loop()
+        period = min(0.5, max(0.05, min(self.read_timeout, self.write_timeout, self.recv_timeout) / 4))
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(period)
             now = loop.time()
             for gate in self.gates:
                 for conn in list(gate.conns):

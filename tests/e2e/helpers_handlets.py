@@ -12,6 +12,8 @@ Signs:
 - ``testStream``: a chunked response of ``?n=`` pieces, ``?delay=`` seconds apart, with a trailer.
 - ``testSlow``: sleeps ``?s=`` seconds (default 1), then answers "slow done".
 - ``testFile``: sends ``<webRoot>/<?f=>`` with ``resp.send_file`` (sendfile on plain TCP).
+- ``testBig``: answers ``?mb=`` MiB at once, inline (the sync path), so the reply sits in the
+  transport's buffer.
 - ``testPass``: adds ``x-passed: <its name>`` to the response and declines (returns False), so
   the rule falls through to later handlets and rules.
 """
@@ -97,4 +99,11 @@ class TestPass(Handlet):
 class TestFile(Handlet):
     async def handle(self, req, resp) -> bool:  # type: ignore[no-untyped-def]
         await resp.send_file(os.path.join(self.app.web_root, req.query("f", "")))
+        return True
+
+
+@handlet("testBig")
+class TestBig(Handlet):
+    def handle(self, req, resp) -> bool:  # type: ignore[no-untyped-def]
+        resp.send(b"b" * (int(req.query("mb", "1")) << 20), "application/octet-stream")
         return True

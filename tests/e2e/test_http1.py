@@ -143,6 +143,27 @@ def test_pipelined_fast_path_with_unread_body(g) -> None:
         assert not c.closed_after(0.3)
 
 
+def test_requests_trickling_in_byte_by_byte(g) -> None:
+    """The same exchanges whatever the segmentation: heads, chunked bodies and trailers split
+    at every byte."""
+    reqs = (b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /echo/2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-T: 1\r\n\r\n"
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwxyz"
+            b"GET /echo/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    with Conn(g.port, timeout=10) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(reqs)):
+            c.send(reqs[i:i + 1])
+            time.sleep(0.001)
+        r1, r2, r3, r4 = (c.read_response() for _ in range(4))
+        assert r1.json()["path"] == "/echo/1"  # type: ignore[union-attr]
+        j = r2.json()  # type: ignore[union-attr]
+        assert j["body_len"] == 5 and j["trailers"] == [["x-t", "1"]]
+        assert r3.body == b"ok"  # type: ignore[union-attr]
+        assert r4.json()["path"] == "/echo/3"  # type: ignore[union-attr]
+
+
 def test_pipelined_connection_close_stops_the_pipeline(g) -> None:
     with Conn(g.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -246,9 +267,8 @@ def test_sendfile_keeps_order_on_a_pipelined_connection(g) -> None:
 
 def test_sendfile_to_a_slow_reader_and_to_http10(g) -> None:
     with Conn(g.port, timeout=10) as c:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         c.send(b"GET /file?f=big.bin HTTP/1.0\r\n\r\n")
-        time.sleep(0.5)
+        time.sleep(0.5)  # the socket buffers fill up: sendfile has to wait for writability
         r = c.read_response()
         assert r is not None and r.body == BIG
         assert c.closed_after()
@@ -379,7 +399,8 @@ def test_httpx_basic_exchange(g) -> None:
 
 # -- graceful shutdown and reload -------------------------------------------------------------------
 
-def test_sigterm_finishes_inflight_request_then_exits_0(g) -> None:
+def test_sigterm_finishes_inflight_request_then_exits_0(gorox) -> None:
+    g = gorox(CONFIG, files=exts_files(), extra_args=("-single",))  # the single-process runner
     c = Conn(g.port, timeout=10)
     c.send(b"GET /slow?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     time.sleep(0.2)
@@ -408,7 +429,7 @@ stage {{
 
 
 def test_sighup_reloads_config_and_rejects_a_broken_one(gorox) -> None:
-    g = gorox(RELOAD_V1)
+    g = gorox(RELOAD_V1, extra_args=("-single",))  # the single-process runner
     assert httpx.get(g.url("/")).text == "version 1"
     keep = Conn(g.port)
     keep.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -21,7 +21,9 @@ stage {{
         .hostnames = ("a.test")
         .tlsCertificate = "{base}/a.pem"
         .tlsPrivateKey = "{base}/a.key"
+        .webRoot = "{base}/www"
         rule $path ^= "/echo" {{ testEcho {{ }} }}
+        rule $path == "/file" {{ testFile {{ }} }}
         rule {{ .returnCode = 200 .returnText = "app a" }}
     }}
     app "b" {{
@@ -45,6 +47,9 @@ stage {{
 """
 
 
+BIG = bytes(range(256)) * 8192  # 2 MiB
+
+
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -52,7 +57,7 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def tls(gorox, ca, tmp_path):  # type: ignore[no-untyped-def]
-    files: dict[str, str | bytes] = dict(exts_files())
+    files: dict[str, str | bytes] = {**exts_files(), "www/big.bin": BIG}
     for stem, names in (("server", ["server.test"]), ("a", ["a.test"]), ("b", ["*.b.test"])):
         leaf = ca.issue_cert(*names)
         files[f"{stem}.pem"] = b"".join(p.bytes() for p in leaf.cert_chain_pems)
@@ -146,6 +151,17 @@ def test_keep_alive_and_pipelining_over_tls(tls) -> None:
         assert r is not None and r.header("connection") == "close"
 
 
+def test_file_over_tls(tls) -> None:
+    """No sendfile under TLS: the file is copied through the TLS transport, in order."""
+    ctx = client_context(tls.cafile)
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls.port), timeout=5), server_hostname="a.test")
+    with Conn(tls.port, sock=sock) as c:
+        c.send(b"GET /file?f=big.bin HTTP/1.1\r\nHost: a.test\r\n\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.read_response()
+        assert r is not None and r.body == BIG
+        assert c.read_response().body == b"app a"  # type: ignore[union-attr]
+
+
 def test_tls_bad_request_is_answered_and_closed(tls) -> None:
     ctx = client_context(tls.cafile)
     sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls.port), timeout=5), server_hostname="a.test")
@@ -157,3 +173,36 @@ def test_tls_bad_request_is_answered_and_closed(tls) -> None:
             assert c.closed_after()
         except (ssl.SSLError, ConnectionResetError):
             pass
+
+
+NO_SERVER_CERT = """
+stage {{
+    app "a" {{
+        .hostnames = ("a.test")
+        .tlsCertificate = "{base}/a.pem"
+        .tlsPrivateKey = "{base}/a.key"
+        rule {{ .returnCode = 200 .returnText = "app a" }}
+    }}
+    app "d" {{
+        .hostnames = ("*")
+        .tlsCertificate = "{base}/d.pem"
+        .tlsPrivateKey = "{base}/d.key"
+        rule {{ .returnCode = 200 .returnText = "default app" }}
+    }}
+    httpxServer "tls" {{ .address = "127.0.0.1:{port}" .tlsMode = true .forApps = ("a", "d") }}
+}}
+"""
+
+
+def test_without_server_certificate_the_default_app_certificate_is_the_fallback(gorox, ca, tmp_path) -> None:
+    files: dict[str, str | bytes] = {}
+    for stem, name in (("a", "a.test"), ("d", "default.test")):
+        leaf = ca.issue_cert(name)
+        files[f"{stem}.pem"] = b"".join(p.bytes() for p in leaf.cert_chain_pems)
+        files[f"{stem}.key"] = leaf.private_key_pem.bytes()
+    g = gorox(NO_SERVER_CERT, files=files)
+    g.cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(g.cafile))
+    assert tls_get(g, "a.test", "a.test")[1] == ["a.test"]
+    r, sans, _ = tls_get(g, None, "whatever")
+    assert sans == ["default.test"] and r is not None and r.body == b"default app"

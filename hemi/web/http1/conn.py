@@ -44,10 +44,11 @@ def status_line(status: int, version: str = "1.1") -> bytes:
 
 
 class Http1Conn(asyncio.Protocol):
-    __slots__ = ("server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
+    __slots__ = ("loop", "server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
-                 "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing")
+                 "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
+                 "eof_aborts")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -76,12 +77,15 @@ class Http1Conn(asyncio.Protocol):
         self._body_waiter: asyncio.Future | None = None
         self.requests = 0
         self.clock = server.stage.clock
+        # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11.
+        self.loop = asyncio.get_running_loop()
         self.discarding = False
         self.discarded = 0
         self.send_started = 0.0
         self.eof = False
         self.expect_pending = False  # the client waits for "100 Continue" before sending its body
         self.processing = False      # _process is on the stack: exchanges that end inline loop, not recurse
+        self.eof_aborts = False      # the client's EOF gives the exchange up (abort_on_eof)
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -119,6 +123,9 @@ class Http1Conn(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.closing:
             return False  # a lingering close ends as soon as the client is done sending
+        if self.eof_aborts and self.req is not None:
+            self._close(abort=True)
+            return False
         self.eof = True
         self.data_received(b"")
         # Keep the socket open for writing: a pipelining client may half-close after its last request.
@@ -152,7 +159,7 @@ class Http1Conn(asyncio.Protocol):
 
     # -- timeouts and closing ----------------------------------------------------------------------------
     def _set_deadline(self, seconds: float, kind: str) -> None:
-        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.deadline = self.loop.time() + seconds
         self.timeout_kind = kind
 
     def _wait_head(self) -> None:
@@ -162,14 +169,12 @@ class Http1Conn(asyncio.Protocol):
         """Called by the server's sweeper when the deadline has passed."""
         kind = self.timeout_kind
         self.deadline = 0.0
-        if kind == "linger":
+        if self.closing:  # lingering, or flushing a last reply the client does not read: time is up
             transport = self.transport
             if transport.get_write_buffer_size():
-                transport.abort()  # the client reads nothing: do not wait for it
+                transport.abort()
             else:
                 transport.close()
-            return
-        if self.closing:
             return
         if kind == "head":
             if self.parser.buffered and self.req is None:
@@ -204,11 +209,14 @@ class Http1Conn(asyncio.Protocol):
             return
         self.closing = True
         self.deadline = 0.0
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             if abort:
-                self.transport.abort()
+                transport.abort()
             else:
-                self.transport.close()
+                transport.close()  # sends what is buffered first...
+                if transport.get_write_buffer_size():
+                    self._set_deadline(self.server.write_timeout, "write")  # ...if the client reads it
 
     def _linger(self) -> None:
         """Close after a reply while the client may still be sending: shut our side down, drop
@@ -263,6 +271,8 @@ class Http1Conn(asyncio.Protocol):
                 if self.write_paused:
                     self._hold_reading()
                     return
+                if not parser.buffered and not self.eof:
+                    return  # the usual end: nothing more in the buffer
                 try:
                     event = parser.next_event()
                 except ProtocolError as e:
@@ -316,12 +326,10 @@ class Http1Conn(asyncio.Protocol):
         else:
             self.body_done = True
             self.trailers_in = []
-            try:
-                event = self.parser.next_event()  # the EndOfMessage of a body-less request
-            except ProtocolError as e:  # pragma: no cover - defensive
-                self._reject(e.status, e.reason)
-                return
+            parser = self.parser
+            event = parser.next_event()  # the EndOfMessage of a body-less request (never raises)
             assert type(event) is EndOfMessage, event
+            parser.start_next()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
         app = server.find_app(req.hostname)
         if app is None:
@@ -341,7 +349,7 @@ class Http1Conn(asyncio.Protocol):
         if result is True:
             self._end_exchange()
         else:
-            self.task = asyncio.get_running_loop().create_task(self._run(result))
+            self.task = self.loop.create_task(self._run(result))
 
     def _make_request(self, head: RequestHead) -> Request:
         target = head.target
@@ -446,6 +454,7 @@ class Http1Conn(asyncio.Protocol):
             req.app.log_request(req, resp, time.time())
         req.cleanup()
         self.req = self.resp = None
+        self.eof_aborts = False
         if self.closing:
             return
         if self.out_close:
@@ -512,7 +521,7 @@ class Http1Conn(asyncio.Protocol):
     async def read_body(self) -> bytes | None:
         if self.body_done:
             return None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         started = False
         while True:
             try:
@@ -587,18 +596,18 @@ class Http1Conn(asyncio.Protocol):
             parts.append(body)
         self.transport.write(b"".join(parts))
         if not end:
-            self.send_started = asyncio.get_running_loop().time()
+            self.send_started = self.loop.time()
 
     async def _drain(self) -> None:
         if self.closing:
             raise ConnectionResetError("client went away")
         if self.write_paused:
-            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            waiter = self._drain_waiter = self.loop.create_future()
             try:
                 await waiter
             finally:
                 self._drain_waiter = None
-        if asyncio.get_running_loop().time() - self.send_started > self.server.send_timeout:
+        if self.loop.time() - self.send_started > self.server.send_timeout:
             self._close(abort=True)
             raise TimeoutError("response not sent within sendTimeout")
 
@@ -618,7 +627,30 @@ class Http1Conn(asyncio.Protocol):
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
         from ...net.sendfile import send_file
         await self._drain()
-        await send_file(self.transport, fd, offset, count, self._drain)
+        await send_file(self.transport, fd, offset, count, self._drain, self.server.write_timeout)
+
+    def abort_on_eof(self) -> None:
+        """Give this exchange up if the client closes its side before it ends: the connection
+        is closed and the handler's task cancelled. What a proxy wants (nginx's default): the
+        upstream work stops when nobody waits for it. Other handlers answer a half-closed client."""
+        if self.eof:
+            self._close(abort=True)
+        else:
+            self.eof_aborts = True
+
+    def take_over(self, protocol: asyncio.BaseProtocol) -> tuple[Any, bytes]:
+        """End HTTP on this connection (an accepted Upgrade): ``protocol`` receives the
+        transport's events from now on and must pass its ``connection_lost`` on to this
+        connection (which then leaves its gate and cancels the handler's task). Returns the
+        transport and the bytes the client sent past the request; the caller writes the 101."""
+        rest = self.parser.take_buffer()
+        self.req = self.resp = None  # no exchange any more: a shutdown's drain() closes the tunnel
+        self.deadline = 0.0
+        self.transport.set_protocol(protocol)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return self.transport, rest
 
 
 __all__ = ["Http1Conn", "inspect", "os"]

@@ -43,7 +43,7 @@ _REQUEST_ID: Final = 1
 _BEGIN_KEEP: Final = begin_request(_REQUEST_ID, True)
 _BEGIN_CLOSE: Final = begin_request(_REQUEST_ID, False)
 _STDIN_END: Final = encode_stdin(_REQUEST_ID, b"")
-_REDIRECT_STATUS: Final = ("REDIRECT_STATUS", "200")   # php-fpm (cgi.force_redirect) refuses requests without it
+_REDIRECT_STATUS: Final = (b"REDIRECT_STATUS", b"200")   # php-fpm (cgi.force_redirect) refuses requests without it
 _PROTOCOL_STATUS: Final = {1: "cannot multiplex connections", 2: "overloaded", 3: "unknown role"}
 
 
@@ -134,6 +134,8 @@ class FcgiProxy(GatewayProxy):
     def on_bind(self) -> None:
         super().on_bind()
         self.web_root = self.app.web_root
+        self._root_bytes = self.web_root.encode()
+        self._fixed_script = self.script_filename.encode()
         if not self.script_filename and not self.web_root:
             self.error(f'has no .scriptFilename and app "{self.app.name}" has no .webRoot: '
                        "there is no way to name the script")
@@ -153,8 +155,8 @@ class FcgiProxy(GatewayProxy):
 
     def encode_head(self, req: "Request", content_length: int | None) -> bytes:
         script_name, path_info = self.split_path(req.path)
-        root = self.web_root
-        extra = (("SCRIPT_FILENAME", self.script_filename or root + script_name), _REDIRECT_STATUS)
+        root = self._root_bytes
+        extra = ((b"SCRIPT_FILENAME", self._fixed_script or root + script_name.encode()), _REDIRECT_STATUS)
         params = cgi_vars(req, script_name=script_name, path_info=path_info, document_root=root,
                           content_length=content_length, extra=extra)
         head = self._begin + encode_params(_REQUEST_ID, params)

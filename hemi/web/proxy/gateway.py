@@ -26,6 +26,8 @@ import asyncio
 import logging
 import os
 import tempfile
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, ConnectError
@@ -33,6 +35,7 @@ from ..cgihead import ResponseHead
 from ..errors import HTTPError
 from ..exchange import BodyContent
 from ..handlet import Handlet
+from . import HOP_BY_HOP, connection_options
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -43,8 +46,7 @@ BACKEND_SIGNS: Final = ("tcpsBackend", "tudsBackend")
 
 # Response headers the gateway never relays: framing and hop-by-hop headers (we frame the
 # response ourselves), the CGI Status pseudo-header, and what our connection writes itself.
-_DROPPED: Final = frozenset(("connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
-                             "trailer", "content-length", "status", "server", "date"))
+_DROPPED: Final = HOP_BY_HOP | {"content-length", "status", "server", "date"}
 _FILE_PIECE: Final = 256 << 10   # a buffered request body is sent from its temp file in pieces this big
 _MAX_ATTEMPTS: Final = 4         # a dead pooled connection is retried, a few times at most
 
@@ -109,6 +111,8 @@ class GatewayProxy(Handlet):
         self._waits: dict[asyncio.Task, float] = {}   # task -> deadline of its current backend wait
         self._expired: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
+        self._slots: _Slots | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by on_start
 
     def on_bind(self) -> None:
         """Resolve ``.toBackend`` now that every component is configured: a missing or wrong
@@ -125,6 +129,9 @@ class GatewayProxy(Handlet):
             self.backend = comp
 
     async def on_start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.reuse_conns and self.backend is not None:
+            self._slots = _Slots.of(self.backend)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def on_shutdown(self) -> None:
@@ -174,26 +181,42 @@ class GatewayProxy(Handlet):
             else:
                 length = req.content_length
         head = self.encode_head(req, length)
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)  # with the loop: no getpid() per call (3.11)
         assert task is not None
+        slots = self._slots
         attempt = 0
         while True:
             attempt += 1
+            if slots is not None:  # a slot per backend connection in use; _free gives it back
+                if slots.free > 0 and not slots.waiters:
+                    slots.free -= 1
+                else:
+                    await slots.wait()
             try:
                 conn = await backend.acquire(client_ip=req.client_ip)
-            except BackendTimeout as e:
-                raise self._fail(504, f"cannot connect: {e}") from None
-            except BackendError as e:
-                raise self._fail(502, f"cannot connect: {e}") from None
+            except BaseException as e:
+                if slots is not None:
+                    slots.give()
+                if isinstance(e, BackendTimeout):
+                    raise self._fail(req, 504, f"cannot connect: {e}") from None
+                if isinstance(e, BackendError):
+                    raise self._fail(req, 502, f"cannot connect: {e}") from None
+                raise
             try:
                 return await self._exchange(conn, task, req, resp, head, body, length)
             except _Retry:
                 if attempt >= _MAX_ATTEMPTS:
-                    raise self._fail(502, "the backend closed every reused connection") from None
+                    raise self._fail(req, 502, "the backend closed every reused connection") from None
 
-    def _fail(self, status: int, reason: str) -> HTTPError:
-        self.log.warning('%s "%s": %s', self.sign, self.name, reason)
+    def _fail(self, req: "Request", status: int, reason: str) -> HTTPError:
+        self.log.warning('%s "%s" %s %s: %s', self.sign, self.name, req.method, req.target, reason)
         return HTTPError(status)
+
+    def _free(self, conn: BackendConn, reusable: bool) -> None:
+        """Give the connection back to the backend (and its slot, with ``.keepConn``)."""
+        self.backend.release(conn, reusable=reusable)  # type: ignore[union-attr]
+        if self._slots is not None:
+            self._slots.give()
 
     async def _exchange(self, conn: BackendConn, task: asyncio.Task, req: "Request", resp: "Response", head: bytes,
                         body: BodyContent | None, length: int | None) -> bool:
@@ -234,38 +257,35 @@ class GatewayProxy(Handlet):
                 raise GatewayError(getattr(e, "reason", str(e))) from None
             except BackendError as e:
                 if isinstance(e, BackendTimeout):
-                    raise self._fail(504, str(e)) from None
+                    raise self._fail(req, 504, str(e)) from None
                 if conn.requests > 1 and replayable and (reader is None or not reader.started):
                     raise _Retry() from None
                 raise GatewayError(str(e)) from None
         except GatewayError as e:
             if not resp.sent:
-                raise self._fail(502, str(e)) from None
-            self.log.warning('%s "%s": %s (after the response head: the client connection is cut)',
-                             self.sign, self.name, e)
-            raise HTTPError(502) from None
+                raise self._fail(req, 502, str(e)) from None
+            raise self._fail(req, 502, f"{e} (after the response head: the client connection is cut)") from None
         except asyncio.CancelledError:
             if task in self._expired:
                 self._expired.discard(task)
                 task.uncancel()
-                raise self._fail(504, "the backend did not answer within the proxy's timeout") from None
+                raise self._fail(req, 504, "the backend did not answer within the proxy's timeout") from None
             raise  # the client went away: the finally below aborts the backend connection
         finally:
             self._waits.pop(task, None)
             if not released:
                 conn.abort()  # in an unknown state: mid-request, mid-response, or broken
-                self.backend.release(conn, reusable=False)  # type: ignore[union-attr]
+                self._free(conn, False)
 
     def _release(self, conn: BackendConn, reader: ResponseReader) -> None:
         """The response is complete: pool the connection if the protocol allows, else close it."""
-        backend: Backend = self.backend  # type: ignore[assignment]
         if conn.node.fails:
-            backend.report(conn.node, True)
-        backend.release(conn, reusable=self.reuse_conns and reader.reusable)
+            self.backend.report(conn.node, True)  # type: ignore[union-attr]
+        self._free(conn, self.reuse_conns and reader.reusable)
 
     # -- sending --------------------------------------------------------------------------------------------
     async def _drain(self, conn: BackendConn, task: asyncio.Task) -> None:
-        self._waits[task] = asyncio.get_running_loop().time() + self.send_timeout
+        self._waits[task] = self._loop.time() + self.send_timeout
         await conn.drain()
         del self._waits[task]
 
@@ -299,7 +319,7 @@ class GatewayProxy(Handlet):
     async def _recv(self, conn: BackendConn, task: asyncio.Task) -> bytes:
         if conn.buffered:
             return await conn.read()
-        self._waits[task] = asyncio.get_running_loop().time() + self.recv_timeout
+        self._waits[task] = self._loop.time() + self.recv_timeout
         data = await conn.read()
         del self._waits[task]
         return data
@@ -313,7 +333,7 @@ class GatewayProxy(Handlet):
             raise GatewayError(f"the application answered with the informational status {status}")
         resp.status = status
         length: int | None = None
-        drop: set[str] | None = None
+        drop: frozenset[str] = frozenset()
         out = resp.headers
         for name, value in head.headers:
             if name in _DROPPED:
@@ -322,7 +342,7 @@ class GatewayProxy(Handlet):
                         raise GatewayError(f"bad Content-Length {value!r} in the response")
                     length = int(value)
                 elif name == "connection":
-                    drop = {t.strip().lower() for t in value.split(",")}
+                    drop |= connection_options(value)
                 elif name == "transfer-encoding" and value.lower() != "identity":
                     raise GatewayError(f"the application sent Transfer-Encoding: {value}, which it may not")
                 continue
@@ -432,6 +452,55 @@ class GatewayProxy(Handlet):
                 await resp.send_fd(buffered.spool.fileno(), 0, buffered.size)
         finally:
             buffered.close()
+
+
+class _Slots:
+    """How many kept-alive connections to a backend may be in use at once, and who waits.
+
+    An application server like php-fpm gives each connection a worker of its own for as long as
+    the connection stays open, and leaves further connections unaccepted in its listen queue. A
+    proxy that dials past the worker count while it keeps the first connections alive would
+    park requests in that queue until they time out. So gateways that keep connections
+    (``.keepConn``) share, per backend, at most the sum of its nodes' ``keepConns`` connections
+    in use, and further requests wait here, in order, for one to be released. (This belongs in
+    the backend's pool one day; it is here until the pool can queue.)
+    """
+
+    __slots__ = ("free", "waiters", "loop", "__weakref__")
+
+    _by_backend: "weakref.WeakKeyDictionary[Backend, _Slots]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiters: deque[asyncio.Future] = deque()
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    def of(cls, backend: Backend) -> "_Slots":
+        slots = cls._by_backend.get(backend)
+        if slots is None:
+            slots = cls._by_backend[backend] = cls(max(1, sum(node.keep_conns for node in backend.nodes)))
+        return slots
+
+    async def wait(self) -> None:
+        """Wait for a slot (the caller tried ``free`` first)."""
+        waiter = self.loop.create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter      # give() hands its slot over by resolving this
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()   # handed over just as we were cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 class _Buffered:

@@ -99,10 +99,10 @@ class UwsgiProxy(GatewayProxy):
 
     def on_bind(self) -> None:
         super().on_bind()
-        self.web_root = self.app.web_root
+        self._root_bytes = self.app.web_root.encode()
 
     def encode_head(self, req: "Request", content_length: int | None) -> bytes:
-        return encode_request(cgi_vars(req, script_name="", path_info=req.path, document_root=self.web_root,
+        return encode_request(cgi_vars(req, script_name="", path_info=req.path, document_root=self._root_bytes,
                                        content_length=content_length))
 
     def new_reader(self, req: "Request") -> UwsgiReader:

@@ -1,0 +1,131 @@
+"""Scaling with worker processes: gorox /hello requests/s with 1 worker versus 2 (and -single
+for reference), measured with wrk on the same machine.
+
+Nothing is pinned: the workers may use every core, and wrk competes with them for the same
+cores, so on a 2-core machine 2 workers cannot double the rate (wrk needs a good part of a
+core itself). Rounds are interleaved and the median is reported. Usage::
+
+    python bench/workers_bench.py [--rounds 3] [--duration 8] [--conns 64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CONF = '''
+stage {{
+    app "bench" {{
+        .hostnames = ("*")
+        .accessLog = false
+        rule $path == "/hello" {{
+            .returnCode = 200
+            .returnType = "text/plain; charset=utf-8"
+            .returnText = "hello, world!"
+        }}
+    }}
+    httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("bench") }}
+}}
+'''
+
+MODES = {"single": ["-single"], "1 worker": ["-workers", "1"], "2 workers": ["-workers", "2"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(mode: str, tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    base = tmp / re.sub(r"\W", "_", mode)
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    conf = base / "gorox.conf"
+    conf.write_text(CONF.format(port=port))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gorox", "serve", "-config", str(conf), "-base", str(base),
+                             "-cmdui", "127.0.0.1:0", *MODES[mode]], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = (base / "data" / "var" / "gorox.pid") if mode != "single" else None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gorox ({mode}) exited with {proc.returncode}")
+        if ready is None or ready.exists():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc, port
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise TimeoutError(f"gorox ({mode}) did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wrk(url: str, duration: int, conns: int, threads: int) -> float:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", url],
+                         capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 1
+    results: dict[str, list[float]] = {m: [] for m in MODES}
+    with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
+        for r in range(args.rounds):
+            for mode in MODES:
+                proc, port = start(mode, Path(tmp))
+                try:
+                    url = f"http://127.0.0.1:{port}/hello"
+                    wrk(url, 1, args.conns, args.threads)  # warm up: every worker gets connections
+                    rps = wrk(url, args.duration, args.conns, args.threads)
+                finally:
+                    stop(proc)
+                results[mode].append(rps)
+                print(f"round {r + 1} {mode:>9}: {rps:10.0f} req/s", flush=True)
+    medians = {m: statistics.median(v) for m, v in results.items()}
+    print(f"\n{os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.conns} -d{args.duration}s on the same machine; "
+          f"median of {args.rounds}")
+    for mode, rps in medians.items():
+        print(f"  {mode:>9}: {rps:10.0f} req/s  ({rps / medians['1 worker']:.2f} x 1 worker)")
+    if args.json:
+        print(json.dumps({"medians": medians, "rounds": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
