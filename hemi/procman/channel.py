@@ -24,6 +24,9 @@ log = logging.getLogger("hemi.procman")
 MAX_RECORD = 1 << 20   # a record is at most ~200 KiB anyway: the kernel's socket buffer
 MAX_FDS = 200          # per record; the kernel allows 253 (SCM_MAX_FD)
 
+# Received descriptors are close-on-exec: a program a worker runs must not inherit a listening socket.
+CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
 RequestHandler = Callable[[Message, list[socket.socket]], None]
 
 
@@ -51,7 +54,7 @@ class Channel:
     def _readable(self) -> None:
         while not self.closed:
             try:
-                data, anc, flags, _ = self.sock.recvmsg(MAX_RECORD, socket.CMSG_SPACE(MAX_FDS * 4))
+                data, anc, flags, _ = self.sock.recvmsg(MAX_RECORD, socket.CMSG_SPACE(MAX_FDS * 4), CLOEXEC)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -157,5 +160,8 @@ def _fds(anc: list[tuple[int, int, bytes]]) -> list[socket.socket]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds = array.array("i")
             fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-            out += [socket.socket(fileno=fd) for fd in fds]
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                sock.set_inheritable(False)
+                out.append(sock)
     return out

@@ -194,9 +194,11 @@ class Leader:
         results = await asyncio.gather(*(self._spawn_worker(i) for i in range(len(self.slots))),
                                        return_exceptions=True)
         for i, result in enumerate(results):
+            if not isinstance(result, BaseException):
+                self.slots[i].worker = result  # so that a failure below stops it too
+        for i, result in enumerate(results):
             if isinstance(result, BaseException):
                 raise LeaderError(f"worker {i} could not start: {result}")
-            self.slots[i].worker = result
 
     def check(self) -> Stage:
         """Build and configure the config as a worker would (raises ConfigError). Nothing is
@@ -375,12 +377,14 @@ class Leader:
         stats = json.loads(reply.get("json", "{}"))
         now = time.monotonic()
         per_server = {s["name"]: s["requests_total"] for s in stats.get("servers", [])}
-        if w._last is not None:
+        if w._last is None:
+            w._last = (now, stats["requests_total"], per_server)
+        elif now - w._last[0] >= POLL_INTERVAL / 2:  # an extra poll (info) just after: rates stay
             then, requests, servers = w._last
-            dt = max(now - then, 1e-6)
+            dt = now - then
             w.rate = max(stats["requests_total"] - requests, 0) / dt
             w.server_rates = {n: max(v - servers.get(n, 0), 0) / dt for n, v in per_server.items()}
-        w._last = (now, stats["requests_total"], per_server)
+            w._last = (now, stats["requests_total"], per_server)
         w.stats = stats
         for entry in stats.get("errors", []):
             self.errors.add({**entry, "worker": w.slot, "pid": w.pid})

@@ -95,6 +95,10 @@ class Worker:
         except (ConfigError, OSError) as e:
             await self.channel.reply(start, C.FAILED, {"error": _clip(str(e))})
             return 1
+        except Exception as e:  # a component's bug: say so to the leader, with the trace in the log
+            log.exception("the stage could not start")
+            await self.channel.reply(start, C.FAILED, {"error": _clip(f"{type(e).__name__}: {e}")})
+            return 1
 
     # -- the leader's commands ------------------------------------------------------------------------
     def _on_request(self, msg: Message, socks: list[socket.socket]) -> None:

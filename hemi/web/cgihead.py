@@ -71,8 +71,8 @@ class HeadBlockParser:
     """Incremental parser of a response head: header lines up to an empty line, CRLF or LF.
 
     The shared machinery of ``hemi.web.fcgi.codec.CgiHeadParser`` and
-    ``hemi.web.uwsgi.codec.HttpHeadParser``; subclasses choose the error type and whether an ``HTTP/1.x NNN reason`` status line may
-    come first. Rules for a CGI head (no status line): ``Status: NNN [reason]`` sets the status
+    ``hemi.web.uwsgi.codec.HttpHeadParser``; subclasses choose the error type and whether an
+    ``HTTP/1.x NNN reason`` status line may come first. Rules for a CGI head (no status line): ``Status: NNN [reason]`` sets the status
     and is removed from the headers; otherwise a non-empty ``Location`` means 302; otherwise
     200. With a status line, every header, ``Status`` included, is kept as it is.
 

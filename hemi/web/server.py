@@ -10,16 +10,12 @@ import asyncio
 import logging
 import os
 import ssl
-from typing import TYPE_CHECKING
 
 from ..core.component import Component
 from ..core.registry import server
 from ..net.address import Address, parse_address
 from ..net.gate import Gate
 from .app import App, app_lookup_table
-
-if TYPE_CHECKING:
-    from .exchange import Request
 
 log = logging.getLogger("hemi.web.server")
 

@@ -654,6 +654,9 @@ class WsgiHandlet(Handlet):
 
     async def on_start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if os.environ.get("NOPE"):
+            import gc
+            gc.freeze()
         self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=f"wsgi-{self.name}")
 
     async def on_shutdown(self) -> None:

@@ -343,6 +343,8 @@ def test_reload_under_load_loses_nothing(tmp_path: Path, leaders: list[Leader]) 
         load.stop.set()
         for t in threads:
             t.join(15)
+    print(f"reload under load: {load.ok} requests, {len(load.failures)} failed, {load.refused} refused, "
+          f"{len(load.versions)} versions seen")
     assert load.refused == 0
     assert load.failures == []
     assert load.ok > 200, load.ok

@@ -7,6 +7,11 @@ the body), STDERR (written to the error log, logger ``hemi.web.fcgi``, never to 
 END_REQUEST. With ``.keepConn`` the connection then returns to the backend's pool; without, a
 connection serves one request and is closed.
 
+php-fpm gives a kept connection a worker of its own until the connection closes, so with
+``.keepConn`` the backend's nodes should keep no more connections than the pool has workers
+(``"keepConns": 4`` for ``pm.max_children = 4``): at most that many are in use at once, and
+further requests wait for one instead of waiting, unaccepted, in php-fpm's listen queue.
+
 The script is found as nginx's ``fastcgi_split_path_info``/``fastcgi_index`` find it:
 ``.splitPathInfo`` (default ``^(.+?\\.php)(/.*)$``) cuts the decoded path into SCRIPT_NAME and
 PATH_INFO, ``.indexFile`` is appended to a SCRIPT_NAME ending in ``/``, and SCRIPT_FILENAME is
@@ -122,7 +127,8 @@ class FcgiProxy(GatewayProxy):
             try:
                 rx = re.compile(pattern)
             except re.error as e:
-                self.error(f".splitPathInfo is not a valid regular expression: {e}", self.block.prop_locs.get("splitPathInfo"))
+                self.error(f".splitPathInfo is not a valid regular expression: {e}",
+                           self.block.prop_locs.get("splitPathInfo"))
             else:
                 if rx.groups != 2:
                     self.error(".splitPathInfo needs exactly two groups: (script name)(path info)",

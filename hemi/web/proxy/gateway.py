@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
-from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, ConnectError
+from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout
 from ..cgihead import ResponseHead
 from ..errors import HTTPError
 from ..exchange import BodyContent
@@ -132,7 +132,7 @@ class GatewayProxy(Handlet):
         self._loop = asyncio.get_running_loop()
         if self.reuse_conns and self.backend is not None:
             self._slots = _Slots.of(self.backend)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._sweeper = self._loop.create_task(self._sweep())
 
     async def on_shutdown(self) -> None:
         if self._sweeper is not None:
@@ -142,7 +142,7 @@ class GatewayProxy(Handlet):
     async def _sweep(self) -> None:
         """Cancel the tasks whose backend wait outlived ``.sendTimeout``/``.recvTimeout``."""
         tick = max(0.05, min(0.5, self.send_timeout / 4, self.recv_timeout / 4))
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waits = self._waits
         while True:
             await asyncio.sleep(tick)
@@ -436,13 +436,11 @@ class GatewayProxy(Handlet):
 
     async def _send_buffered(self, resp: "Response", buffered: "_Buffered", length: int | None) -> None:
         try:
-            if resp.head_only:
-                if length is None:
-                    resp.send(b"")
-                else:  # HEAD keeps the application's Content-Length
+            if resp.head_only:  # the head a GET would get: the application's length, or chunked
+                if length is not None:
                     resp.set_length(length)
-                    await resp.echo(b"")
-                    await resp.end()
+                await resp.echo(b"")
+                await resp.end()
             elif buffered.spool is None:
                 resp.send(b"".join(buffered.parts))
             else:
@@ -462,7 +460,8 @@ class _Slots:
     proxy that dials past the worker count while it keeps the first connections alive would
     park requests in that queue until they time out. So gateways that keep connections
     (``.keepConn``) share, per backend, at most the sum of its nodes' ``keepConns`` connections
-    in use, and further requests wait here, in order, for one to be released. (This belongs in
+    in use, and further requests wait here, in order, for one to be released (nodes that keep
+    no connections impose no limit). (This belongs in
     the backend's pool one day; it is here until the pool can queue.)
     """
 
@@ -476,10 +475,14 @@ class _Slots:
         self.loop = asyncio.get_running_loop()
 
     @classmethod
-    def of(cls, backend: Backend) -> "_Slots":
+    def of(cls, backend: Backend) -> "_Slots | None":
+        """The backend's slots; None when its nodes keep no connections (nothing is pinned)."""
         slots = cls._by_backend.get(backend)
         if slots is None:
-            slots = cls._by_backend[backend] = cls(max(1, sum(node.keep_conns for node in backend.nodes)))
+            limit = sum(node.keep_conns for node in backend.nodes)
+            if not limit:
+                return None
+            slots = cls._by_backend[backend] = cls(limit)
         return slots
 
     async def wait(self) -> None:

@@ -1,0 +1,187 @@
+"""ASGI benchmark: gorox's ``asgi`` handlet against uvicorn (uvloop + httptools) and granian
+(ASGI interface), the same apps, one worker each, in one run.
+
+Two apps: a raw ASGI hello (``/hello``) and a FastAPI JSON endpoint (``/json``). Each server runs
+pinned to CPU 0 (granian's threads too); wrk -t1 -c50 runs pinned to CPU 1. Rounds interleave
+the servers and medians are reported, with the server's CPU time per request (from
+/proc/<pid>/stat over the server's process tree), which is steadier than requests/s on a
+shared machine. Usage::
+
+    python bench/asgi_bench.py [--rounds 5] [--duration 5] [--conns 50] [--cases hello,fastapi]
+                               [--servers gorox,uvicorn,granian] [--out bench/out/asgi.json]
+
+Targets (issue 8): raw ASGI >= 1.3 x uvicorn and above granian; FastAPI >= 1.1 x uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from web_bench import free_port, wait_port, wrk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+APPS = {
+    "hello_app.py": '''
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": b"hello, world!"})
+''',
+    "fastapi_app.py": '''
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/json")
+async def json_endpoint():
+    return {"message": "hello, world!"}
+''',
+}
+
+CASES = {"hello": ("hello_app:app", "/hello"), "fastapi": ("fastapi_app:app", "/json")}
+
+GOROX_CONF = '''
+stage {{
+    app "bench" {{
+        .hostnames = ("*")
+        .accessLog = false
+        rule {{ asgi {{ .app = "{app}" .appDir = "{tmp}" }} }}
+    }}
+    httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("bench") }}
+}}
+'''
+
+
+def command(server: str, app: str, port: int, tmp: Path, case: str) -> list[str]:
+    pin = ["taskset", "-c", "0"]
+    if server == "gorox":
+        conf = tmp / f"gorox-{case}.conf"
+        conf.write_text(GOROX_CONF.format(app=app, tmp=tmp, port=port))
+        return pin + [sys.executable, "-m", "gorox", "serve", "-single", "-config", str(conf), "-base", str(tmp)]
+    if server == "uvicorn":
+        return pin + [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--loop", "uvloop", "--http",
+                      "httptools", "--no-access-log", "--log-level", "warning"]
+    if server == "granian":
+        return pin + [sys.executable, "-m", "granian", "--interface", "asgi", "--port", str(port), "--workers", "1",
+                      "--loop", "uvloop", "--no-ws", "--log-level", "warning", app]
+    raise ValueError(server)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += (int(stats[p][11]) + int(stats[p][12])) / ticks
+        todo.extend(children.get(p, ()))
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--cases", default="hello,fastapi")
+    ap.add_argument("--servers", default="gorox,uvicorn,granian")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            print(f"missing {tool}", file=sys.stderr)
+            return 2
+    cases = args.cases.split(",")
+    servers = args.servers.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="asgibench-"))
+    for name, text in APPS.items():
+        (tmp / name).write_text(text)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(tmp))))
+    procs: dict[tuple[str, str], tuple[subprocess.Popen, int]] = {}
+    results: dict[str, dict[str, list[dict]]] = {}
+    try:
+        for case in cases:
+            app, _ = CASES[case]
+            for server in servers:
+                port = free_port()
+                procs[case, server] = (subprocess.Popen(command(server, app, port, tmp, case), cwd=tmp, env=env,
+                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+        for (case, server), (proc, port) in procs.items():
+            wait_port(port)
+        for case in cases:
+            path = CASES[case][1]
+            for server in servers:  # warm-up
+                wrk(f"http://127.0.0.1:{procs[case, server][1]}{path}", 1, args.conns)
+            for _ in range(args.rounds):
+                for server in servers:
+                    proc, port = procs[case, server]
+                    before = tree_cpu(proc.pid)
+                    r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.conns)
+                    cpu = tree_cpu(proc.pid) - before
+                    r["cpu_us"] = cpu / (r["rps"] * args.duration) * 1e6 if r["rps"] else 0.0
+                    results.setdefault(case, {}).setdefault(server, []).append(r)
+                    bad = f" non-2xx {r['non2xx']}" if r["non2xx"] else ""
+                    print(f"{case:8} {server:8} {r['rps']:>9.0f} req/s  {r['cpu_us']:6.1f} us CPU/req  "
+                          f"p50 {r['p50']}{bad}", flush=True)
+    finally:
+        for proc, _ in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    print("\nmedians (requests/s, server CPU per request):")
+    for case, by_server in results.items():
+        medians[case] = {s: {"rps": statistics.median(r["rps"] for r in runs),
+                             "cpu_us": statistics.median(r["cpu_us"] for r in runs)} for s, runs in by_server.items()}
+        m = medians[case]
+        print(f"  {case}: " + ", ".join(f"{s} {v['rps']:.0f} ({v['cpu_us']:.1f} us)" for s, v in m.items()))
+        if "gorox" in m:
+            for other in m:
+                if other != "gorox":
+                    print(f"    gorox / {other}: {m['gorox']['rps'] / m[other]['rps']:.2f}x requests/s, "
+                          f"{m[other]['cpu_us'] / m['gorox']['cpu_us']:.2f}x less CPU per request")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": medians}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
