@@ -9,6 +9,7 @@ mistake in the file at once.
 from __future__ import annotations
 
 import difflib
+import os
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence, TypeVar
 
 from ..config import tree
@@ -151,6 +152,16 @@ class Component:
                 self.error(f'.{name} is "{result}", expected one of ' + ", ".join(f'"{c}"' for c in options), value.loc)
                 return default  # type: ignore[return-value]
         return self._checked(name, result, value, default, check)
+
+    def configure_file(self, name: str, default: str = "", *, required: bool = False) -> str:
+        """A path that must name a readable regular file, checked now so that ``gorox check``
+        reports a missing certificate or page instead of the server failing at start."""
+        path = self.configure_string(name, default, required=required)
+        value = self.find(name)[0]
+        if path and value is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            self.error(f'.{name} names "{path}", which is not a readable file', value.loc)
+            return default
+        return path
 
     def configure_choice(self, name: str, default: str, choices: Iterable[str]) -> str:
         return self.configure_string(name, default, choices=choices)

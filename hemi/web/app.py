@@ -39,9 +39,9 @@ class App(Component):
             "hostnames", required=True, non_empty=True,
             check=lambda hs: next((m for m in map(_check_hostname, hs) if m), None))]
         self.web_root = self.configure_string("webRoot", "").rstrip("/")
-        self.file404 = self.configure_string("file404", "")
-        self.tls_certificate = self.configure_string("tlsCertificate", "")
-        self.tls_private_key = self.configure_string("tlsPrivateKey", "")
+        self.file404 = self.configure_file("file404")
+        self.tls_certificate = self.configure_file("tlsCertificate")
+        self.tls_private_key = self.configure_file("tlsPrivateKey")
         if bool(self.tls_certificate) != bool(self.tls_private_key):
             self.error(".tlsCertificate and .tlsPrivateKey go together; set both or neither")
         self.settings = self.configure_string_dict("settings")

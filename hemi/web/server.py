@@ -48,8 +48,8 @@ class WebServer(Component):
         self.force_scheme = self.configure_string("forceScheme", "", choices=("", "http", "https"))
         self.adjust_scheme = self.configure_bool("adjustScheme", True)
         self.tls_mode = self.configure_bool("tlsMode", False)
-        self.tls_certificate = self.configure_string("tlsCertificate", "")
-        self.tls_private_key = self.configure_string("tlsPrivateKey", "")
+        self.tls_certificate = self.configure_file("tlsCertificate")
+        self.tls_private_key = self.configure_file("tlsPrivateKey")
         if bool(self.tls_certificate) != bool(self.tls_private_key):
             self.error(".tlsCertificate and .tlsPrivateKey go together; set both or neither")
         self.server_name = self.configure_string("serverName", "gorox")

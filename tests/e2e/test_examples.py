@@ -5,6 +5,7 @@ property that changed name, a sign that does not exist) fails here."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,7 +38,20 @@ def test_every_role_has_an_example() -> None:
 def test_example_checks_or_is_only_waiting_for_components(name: str, tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # The base is the repository, as for `gorox check` run there: apps/ is imported from it.
-    result = subprocess.run(gorox_cmd("check", "-config", str(EXAMPLES / name), "-base", str(ROOT)),
+    base = ROOT
+    text = (EXAMPLES / name).read_text()
+    certs = sorted(set(re.findall(r'%baseDir \+ "/certs/([\w.-]+)\.(?:crt|key)"', text)))
+    if certs:
+        # The example names certificate files under <base>/certs/: make real ones for the check.
+        import trustme
+        base = tmp_path / "base"
+        (base / "certs").mkdir(parents=True)
+        ca = trustme.CA()
+        for cert_name in certs:
+            cert = ca.issue_cert(cert_name)
+            cert.cert_chain_pems[0].write_to_path(str(base / "certs" / f"{cert_name}.crt"))
+            cert.private_key_pem.write_to_path(str(base / "certs" / f"{cert_name}.key"))
+    result = subprocess.run(gorox_cmd("check", "-config", str(EXAMPLES / name), "-base", str(base)),
                             cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=60)
     if result.returncode == 0:
         assert result.stdout.splitlines() == [f"{EXAMPLES / name}: " + result.stdout.split(": ", 1)[1].strip()]
