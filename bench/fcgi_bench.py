@@ -128,6 +128,23 @@ def wait_unix(path: str, timeout: float = 15.0) -> None:
     raise TimeoutError(f"{path} never opened")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (nginx's worker), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def wrk(url: str, duration: int, conns: int) -> dict:
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
@@ -202,6 +219,7 @@ def main() -> int:
             for server in ("gorox", "nginx"):
                 wait_unix(str(tmp / f"{server}-{mode}.sock"))
         ports: dict[tuple[str, str], int] = {}
+        pids: dict[tuple[str, str], int] = {}
         for mode in modes:
             keep = mode == "keep"
             gport, nport = free_port(), free_port()
@@ -218,9 +236,11 @@ def main() -> int:
                                           cwd=base, env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
+            pids[("gorox", mode)] = procs[-1].pid   # taskset execs the server: same pid
             procs.append(subprocess.Popen(["taskset", "-c", "0", nginx, "-c", str(tmp / f"nginx-{mode}.conf"),
                                            "-p", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
+            pids[("nginx", mode)] = procs[-1].pid
         for port in ports.values():
             wait_port(port)
         for mode in modes:
@@ -228,10 +248,15 @@ def main() -> int:
                 wrk(f"http://127.0.0.1:{ports[(server, mode)]}/hello.php", 1, args.conns)  # warm-up
             for _ in range(args.rounds):
                 for server in ("gorox", "nginx"):
+                    pid = pids[(server, mode)]
+                    before = cpu_seconds(pid)
                     r = wrk(f"http://127.0.0.1:{ports[(server, mode)]}/hello.php", args.duration, args.conns)
+                    # CPU time per request: a measure the machine's other load disturbs less than req/s.
+                    r["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1.0, r["rps"] * args.duration)
                     results.setdefault(mode, {}).setdefault(server, []).append(r)
-                    print(f"{mode:6} {server:6} {r['rps']:>9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
-                          f"  non-2xx {r['non2xx']}  {r['socket_errors']}", flush=True)
+                    print(f"{mode:6} {server:6} {r['rps']:>9.0f} req/s  {r['cpu_us']:>6.1f} us CPU/req  "
+                          f"p50 {r['p50']:>8}  p99 {r['p99']:>8}  non-2xx {r['non2xx']}  {r['socket_errors']}",
+                          flush=True)
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -241,8 +266,12 @@ def main() -> int:
     for mode, by_server in results.items():
         g = statistics.median(r["rps"] for r in by_server["gorox"])
         n = statistics.median(r["rps"] for r in by_server["nginx"])
-        summary[mode] = {"gorox_rps": g, "nginx_rps": n, "ratio": g / n if n else 0.0}
-        print(f"  {mode}: gorox {g:.0f} req/s, nginx {n:.0f} req/s, gorox/nginx {summary[mode]['ratio']:.2f}x")
+        gc = statistics.median(r["cpu_us"] for r in by_server["gorox"])
+        nc = statistics.median(r["cpu_us"] for r in by_server["nginx"])
+        summary[mode] = {"gorox_rps": g, "nginx_rps": n, "ratio": g / n if n else 0.0,
+                         "gorox_cpu_us": gc, "nginx_cpu_us": nc}
+        print(f"  {mode}: gorox {g:.0f} req/s ({gc:.0f} us CPU/req), nginx {n:.0f} req/s ({nc:.0f} us CPU/req), "
+              f"gorox/nginx {summary[mode]['ratio']:.2f}x")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": summary}, indent=1))
     return 0

@@ -3,7 +3,10 @@ nginx upstream serving a small static file.
 
 Both proxies run one worker pinned to CPU 0 (nginx with ``keepalive`` connections to the
 upstream, as gorox pools them); the upstream nginx and wrk share CPU 1. Rounds are
-interleaved and medians reported, because this machine is noisy. Usage::
+interleaved and medians reported, because this machine is noisy. Besides requests/s, each
+proxy's CPU time per request (user + system, from /proc, over its whole process tree) is
+reported: it is what a proxy costs, and it varies much less than requests/s when other work
+shares the machine. Usage::
 
     python bench/proxy_bench.py [--rounds 5] [--duration 5] [--conns 50] [--size 1024]
                                 [--out bench/out/proxy.json] [--profile]
@@ -109,7 +112,23 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
-def wrk(url: str, duration: int, conns: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def wrk(url: str, duration: int, conns: int, pid: int | None = None) -> dict:
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -117,7 +136,9 @@ def wrk(url: str, duration: int, conns: int) -> dict:
     p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock_err = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": p50.group(1) + p50.group(2) if p50 else "",
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = 1e6 * (cpu_seconds(pid) - before) / max(1, requests) if pid else 0.0
+    return {"rps": rps, "cpu_us": cpu_us, "p50": p50.group(1) + p50.group(2) if p50 else "",
             "p99": p99.group(1) + p99.group(2) if p99 else "",
             "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock_err.group(1) if sock_err else ""}
 
@@ -175,9 +196,9 @@ def main() -> int:
             wrk(f"http://127.0.0.1:{ports[name]}/small.txt", 1, args.conns)
         for _ in range(args.rounds):
             for name in ("gorox", "nginx"):
-                r = wrk(f"http://127.0.0.1:{ports[name]}/small.txt", args.duration, args.conns)
+                r = wrk(f"http://127.0.0.1:{ports[name]}/small.txt", args.duration, args.conns, procs[name].pid)
                 results.setdefault(name, []).append(r)
-                print(f"{name:6} {r['rps']:>9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
+                print(f"{name:6} {r['rps']:>9.0f} req/s  {r['cpu_us']:6.1f} us CPU/req  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
                       f"{'  non-2xx ' + str(r['non2xx']) if r['non2xx'] else ''}"
                       f"{'  socket errors ' + r['socket_errors'] if r['socket_errors'] else ''}", flush=True)
         if args.profile:
@@ -193,12 +214,15 @@ def main() -> int:
                 p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {name: statistics.median(r["rps"] for r in runs) for name, runs in results.items()}
+    cpu = {name: statistics.median(r["cpu_us"] for r in runs) for name, runs in results.items()}
     ratio = medians["gorox"] / medians["nginx"]
-    print(f"\nmedians: gorox {medians['gorox']:.0f} req/s, nginx {medians['nginx']:.0f} req/s; "
-          f"gorox/nginx = {ratio:.2f}x (target >= 0.6x)")
+    print(f"\nmedians: gorox {medians['gorox']:.0f} req/s ({cpu['gorox']:.1f} us CPU/req), "
+          f"nginx {medians['nginx']:.0f} req/s ({cpu['nginx']:.1f} us CPU/req)")
+    print(f"gorox/nginx requests/s = {ratio:.2f}x (target >= 0.6x); "
+          f"CPU per request nginx/gorox = {cpu['nginx'] / cpu['gorox']:.2f}x")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": medians,
-                                          "ratio": ratio}, indent=1))
+                                          "cpu_us": cpu, "ratio": ratio}, indent=1))
     return 0
 
 

@@ -3,7 +3,9 @@ for reference), measured with wrk on the same machine.
 
 Nothing is pinned: the workers may use every core, and wrk competes with them for the same
 cores, so on a 2-core machine 2 workers cannot double the rate (wrk needs a good part of a
-core itself). Rounds are interleaved and the median is reported. Usage::
+core itself). Rounds are interleaved and the median is reported, with the CPU time gorox's
+processes used per request (which, unlike requests/s, does not depend on what else runs on the
+machine). Usage::
 
     python bench/workers_bench.py [--rounds 3] [--duration 8] [--conns 64] [--threads 2]
 """
@@ -85,6 +87,23 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def cpu_seconds(pgid: int) -> float:
+    """user + system CPU time of every live process in a process group (leader and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def wrk(url: str, duration: int, conns: int, threads: int) -> float:
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", url],
                          capture_output=True, text=True, check=True).stdout
@@ -105,6 +124,8 @@ def main() -> int:
         print("needs wrk (apt-get install wrk)", file=sys.stderr)
         return 1
     results: dict[str, list[float]] = {m: [] for m in MODES}
+    per_request: dict[str, list[float]] = {m: [] for m in MODES}
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
         for r in range(args.rounds):
             for mode in MODES:
@@ -112,18 +133,24 @@ def main() -> int:
                 try:
                     url = f"http://127.0.0.1:{port}/hello"
                     wrk(url, 1, args.conns, args.threads)  # warm up: every worker gets connections
+                    cpu0 = cpu_seconds(proc.pid)
                     rps = wrk(url, args.duration, args.conns, args.threads)
+                    cpu = cpu_seconds(proc.pid) - cpu0
                 finally:
                     stop(proc)
                 results[mode].append(rps)
-                print(f"round {r + 1} {mode:>9}: {rps:10.0f} req/s", flush=True)
+                per_request[mode].append(cpu / (rps * args.duration) * 1e6)
+                print(f"round {r + 1} {mode:>9}: {rps:10.0f} req/s, gorox used {cpu / args.duration:.2f} cores, "
+                      f"{per_request[mode][-1]:.1f} us CPU/request", flush=True)
     medians = {m: statistics.median(v) for m, v in results.items()}
+    costs = {m: statistics.median(v) for m, v in per_request.items()}
     print(f"\n{os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.conns} -d{args.duration}s on the same machine; "
-          f"median of {args.rounds}")
+          f"median of {args.rounds}; load average before: {load0}")
     for mode, rps in medians.items():
-        print(f"  {mode:>9}: {rps:10.0f} req/s  ({rps / medians['1 worker']:.2f} x 1 worker)")
+        print(f"  {mode:>9}: {rps:10.0f} req/s  ({rps / medians['1 worker']:.2f} x 1 worker), "
+              f"{costs[mode]:.1f} us CPU/request")
     if args.json:
-        print(json.dumps({"medians": medians, "rounds": results}))
+        print(json.dumps({"medians": medians, "us_per_request": costs, "rounds": results}))
     return 0
 
 

@@ -151,7 +151,8 @@ def _child_env() -> dict[str, str]:
     """The environment of a worker or daemon: ours, with this package importable for sure."""
     root = os.path.dirname(PACKAGE_DIR)
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_GOROX_")}  # our own markers
+    return {**env, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 def main(argv: list[str] | None = None) -> int:

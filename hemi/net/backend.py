@@ -500,11 +500,13 @@ class Backend(Component):
 
     def report(self, node: Node, ok: bool) -> None:
         """Passive health: ``maxFails`` failures within ``failTimeout`` take a node out for
-        ``failTimeout`` (``.maxFails = 0`` turns this off). A success clears the count."""
+        ``failTimeout`` (``.maxFails = 0`` turns this off). A success clears the count. As in
+        nginx, a backend's only node is never taken out passively: there is nowhere else to go,
+        and a blip (an upstream restarting) must not turn into ``failTimeout`` of 502s."""
         if ok:
             node.fails = 0
             return
-        if self.max_fails <= 0:
+        if self.max_fails <= 0 or len(self.nodes) < 2:
             return
         now = time.monotonic()
         if now - node.fail_start > self.fail_timeout:

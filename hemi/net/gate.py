@@ -188,12 +188,15 @@ class Gate:
         """Register a new connection; False means over the limit: the caller closes it.
 
         A connection that arrives after ``close`` began was accepted by the kernel (and queued
-        by the event loop) before the gate stopped listening: it is kept, and the caller hands
-        it to ``drain_late``, so a reload or a quit never resets a client that was let in."""
+        by the event loop) before the gate stopped listening: it is kept and drained like the
+        others (once the caller's ``connection_made`` is done), so a reload or a quit never
+        resets a client that was let in."""
         if len(self.conns) >= self.max_conns:
             return False
         self.conns.add(conn)
         self._idle.clear()
+        if self.shut and self._drain is not None:
+            asyncio.get_running_loop().call_soon(self._drain, conn)
         return True
 
     def on_close(self, conn: object) -> None:
@@ -213,8 +216,3 @@ class Gate:
             if drain is not None:
                 drain(conn)
         await self._idle.wait()
-
-    def drain_late(self, conn: object) -> None:
-        """Drain a connection accepted after ``close`` began (see ``on_open``)."""
-        if self._drain is not None:
-            self._drain(conn)

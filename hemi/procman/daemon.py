@@ -42,7 +42,8 @@ def detach(argv: list[str], dirs: Dirs, program: str, env: dict[str, str]) -> in
         print(f"{program}: the leader (pid {proc.pid}) did not report ready in {READY_TIMEOUT:.0f}s; "
               f"see {err_path}", file=sys.stderr)
         return 1
-    print(f"{program}: the leader could not start: {message.strip() or 'see ' + err_path}", file=sys.stderr)
+    reason = message.strip().removeprefix("error: ") or f"see {err_path}"
+    print(f"{program}: the leader could not start: {reason}", file=sys.stderr)
     return 1
 
 

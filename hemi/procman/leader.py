@@ -28,7 +28,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from .. import __version__
@@ -42,10 +42,12 @@ from .cmdui import CmdUI
 from .daemon import Readiness, RunFiles, reopen_stdio, stdio_paths
 from .msgx import Message
 from .sockets import bind_all, encode_keys, hand_over
-from .stats import RecentErrors, rss_bytes, uptime
+from .report import info_args, pids_args, snapshot
+from .stats import RecentErrors
 from .token import ensure_token, token_path
 from .worker import ENV as WORKER_ENV
 from .worker import label_logs
+from .workers import QUICK_DEATH, Slot, WorkerProc, backoff, exit_text, wait_exit
 
 log = logging.getLogger("hemi.procman")
 
@@ -53,8 +55,6 @@ START_TIMEOUT = 60.0      # a worker imports everything, then builds and starts 
 CALL_TIMEOUT = 10.0       # STATS, REOPEN, PING
 RECONF_TIMEOUT = 120.0
 POLL_INTERVAL = 1.0
-QUICK_DEATH = 10.0        # a worker that dies younger than this counts toward the backoff
-MAX_BACKOFF = 30.0
 
 
 class LeaderError(Exception):
@@ -74,39 +74,6 @@ class Options:
     max_rss: int = 0
     max_requests: int = 0
     program: str = "gorox"
-
-
-@dataclass
-class WorkerProc:
-    """One worker process as the leader sees it."""
-
-    slot: int
-    proc: subprocess.Popen
-    channel: Channel | None = None
-    state: str = "starting"            # starting, serving, draining, dead
-    started: float = field(default_factory=time.time)
-    stats: dict[str, Any] = field(default_factory=dict)
-    rate: float = 0.0
-    server_rates: dict[str, float] = field(default_factory=dict)
-    error_seq: int = 0
-    recycling: bool = False
-    quit_deadline: float = 0.0
-    _last: tuple[float, int, dict[str, int]] | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def describe(self) -> str:
-        return f"worker {self.slot} (pid {self.pid})"
-
-
-@dataclass
-class Slot:
-    worker: WorkerProc | None = None
-    restarts: int = 0
-    quick_deaths: int = 0
-    restarting: asyncio.Task | None = None
 
 
 class Leader:
@@ -211,7 +178,9 @@ class Leader:
     async def _spawn_worker(self, slot: int) -> WorkerProc:
         """Start a worker on the current sockets and config; return once it serves."""
         mine, theirs = pair()
-        env = {**self.opts.worker_env, WORKER_ENV: f"{theirs.fileno()}:{slot}"}
+        # _GOROX_WORKERS_: how many workers serve (the wsgi handlet's wsgi.multiprocess).
+        env = {**self.opts.worker_env, WORKER_ENV: f"{theirs.fileno()}:{slot}",
+               "_GOROX_WORKERS_": str(self.opts.workers)}
         if len(self.slots) > 1:
             # Workers share one accept queue. libuv accepts everything queued at each wake-up, so
             # the first worker awake takes a whole burst of connections (wrk's 64 at once, say)
@@ -236,10 +205,10 @@ class Leader:
             w.channel.close()
             if proc.poll() is None:
                 proc.kill()
-            await _wait_exit(proc, 5.0)
+            await wait_exit(proc, 5.0)
             if isinstance(e, (ConnectionError, asyncio.TimeoutError)):
                 code = proc.poll()
-                raise RuntimeError(f"it exited with {_exit_text(code)} before serving" if code is not None
+                raise RuntimeError(f"it exited with {exit_text(code)} before serving" if code is not None
                                    else "it did not report ready in time") from None
             raise
         w.state = "serving"
@@ -281,7 +250,7 @@ class Leader:
                 lived = now - w.started
                 slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH else 0
                 delay = backoff(slot.quick_deaths)
-                log.error("%s died (%s) after %.1fs; restarting it%s", w.describe(), _exit_text(w.proc.returncode),
+                log.error("%s died (%s) after %.1fs; restarting it%s", w.describe(), exit_text(w.proc.returncode),
                           lived, f" in {delay:.1f}s" if delay else "")
                 if slot.restarting is None:
                     slot.restarting = self._spawn(self._restart(i, delay))
@@ -343,7 +312,7 @@ class Leader:
         self.retiring.append(w)
         try:
             assert w.channel is not None
-            await w.channel.tell(Message(C.QUIT))
+            await w.channel.tell(Message(C.QUIT, args={"retire": "1"}))  # the others go on serving
         except ConnectionError:
             pass
 
@@ -406,27 +375,11 @@ class Leader:
         return C.OK, {"pong": str(os.getpid()), "version": __version__}
 
     async def _cmd_pids(self) -> tuple[int, dict[str, str]]:
-        args = {"leader": str(os.getpid())}
-        for i, slot in enumerate(self.slots):
-            if slot.worker is not None and slot.worker.state == "serving":
-                args[f"worker {i}"] = str(slot.worker.pid)
-        for w in self.retiring:
-            args[f"worker {w.slot} (draining)"] = str(w.pid)
-        return C.OK, args
+        return C.OK, pids_args(self)
 
     async def _cmd_info(self) -> tuple[int, dict[str, str]]:
         await self.poll()
-        snap = self.snapshot()
-        lead = snap["leader"]
-        args = {"leader": str(lead["pid"]), "uptime": f"{lead['uptime']:.0f}s", "config": lead["config"],
-                "base": lead["base"], "stage": str(lead["stage"]), "workers": str(len(snap["workers"]))}
-        for w in snap["workers"]:
-            args[f"worker {w['slot']}"] = (f"pid={w['pid']} state={w['state']} uptime={w['uptime']:.0f}s "
-                                           f"stage={w['stage']} conns={w['conns_open']} "
-                                           f"requests={w['requests_total']} rate={w['rate']:.1f}/s "
-                                           f"rss={w['rss'] >> 20}MiB restarts={w['restarts']}")
-        args["json"] = json.dumps(snap)
-        return C.OK, args
+        return C.OK, info_args(self.snapshot())
 
     async def _cmd_quit(self) -> tuple[int, dict[str, str]]:
         asyncio.get_running_loop().call_later(0.05, lambda: self._spawn(self.quit()))
@@ -527,10 +480,10 @@ class Leader:
                     pass
         deadline = time.monotonic() + (5.0 if kill else self.opts.grace + 5.0)
         for w in procs:
-            if await _wait_exit(w.proc, deadline - time.monotonic()) is None:
+            if await wait_exit(w.proc, deadline - time.monotonic()) is None:
                 log.warning("%s did not exit in time; killing it", w.describe())
                 w.proc.kill()
-                await _wait_exit(w.proc, 5.0)
+                await wait_exit(w.proc, 5.0)
             if w.channel is not None:
                 w.channel.close()
         if self.webui_stage is not None:
@@ -551,73 +504,8 @@ class Leader:
 
     # -- reporting ------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Everything the admin interfaces show, as plain data."""
-        workers = []
-        servers: dict[str, dict[str, Any]] = {}
-        for i, slot in enumerate(self.slots):
-            w = slot.worker
-            entries = [w] if w is not None and w.state == "serving" else []
-            if not entries:
-                workers.append({"slot": i, "pid": None, "state": "restarting" if slot.restarting else "dead",
-                                "uptime": 0, "stage": None, "conns_open": 0, "requests_total": 0,
-                                "connections_total": 0, "rate": 0.0, "rss": 0, "restarts": slot.restarts,
-                                "servers": []})
-            entries += [r for r in self.retiring if r.slot == i]
-            for x in entries:
-                st = x.stats
-                workers.append({"slot": i, "pid": x.pid, "state": x.state, "uptime": uptime(x.started),
-                                "stage": st.get("stage"), "conns_open": st.get("conns_open", 0),
-                                "requests_total": st.get("requests_total", 0),
-                                "connections_total": st.get("connections_total", 0), "rate": round(x.rate, 2),
-                                "rss": rss_bytes(x.pid) or st.get("rss", 0), "restarts": slot.restarts,
-                                "servers": st.get("servers", [])})
-                for s in st.get("servers", []):
-                    agg = servers.setdefault(s["name"], {"name": s["name"], "sign": s.get("sign", ""),
-                                                         "address": s["address"], "conns_open": 0,
-                                                         "connections_total": 0, "requests_total": 0, "rate": 0.0})
-                    for k in ("conns_open", "connections_total", "requests_total"):
-                        agg[k] += s[k]
-                    agg["rate"] = round(agg["rate"] + x.server_rates.get(s["name"], 0.0), 2)
-        return {
-            "leader": {"pid": os.getpid(), "uptime": uptime(self.started), "started": self.started,
-                       "version": __version__, "config": self.opts.config_file, "base": self.opts.dirs.base,
-                       "stage": self.generation, "cmdui": self.cmdui_addr, "webui": self.webui_addr,
-                       "workers_wanted": len(self.slots), "grace": self.opts.grace,
-                       "max_rss": self.opts.max_rss, "max_requests": self.opts.max_requests,
-                       "reconfs": dict(self.reconfs), "last_reconf": self.last_reconf,
-                       "quitting": self.quitting, "warnings_total": self.errors.seq},
-            "workers": workers,
-            "servers": list(servers.values()),
-            "errors": list(self.errors.entries)[-50:],
-        }
-
-
-def backoff(quick_deaths: int) -> float:
-    """Seconds before restarting a worker: none after a death that ends a long life or is the
-    first quick one, then 0.5, 1, 2, 4 ... up to MAX_BACKOFF while workers keep dying young."""
-    if quick_deaths <= 1:
-        return 0.0
-    return min(0.5 * 2 ** (quick_deaths - 2), MAX_BACKOFF)
-
-
-async def _wait_exit(proc: subprocess.Popen, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(0.02)
-    return proc.returncode
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "no exit yet"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
+        """Everything the admin interfaces show, as plain data (see ``report.snapshot``)."""
+        return snapshot(self)
 
 
 def main(opts: Options) -> int:

@@ -89,8 +89,12 @@ class SingleRunner:
             log.warning("grace period of %.0fs is over; closing what is left", self.grace)
         return 0
 
-    def quit(self) -> None:
-        """Graceful: stop accepting, let in-flight exchanges finish, then ``run`` returns."""
+    def quit(self, idle_grace: float = 0.0) -> None:
+        """Graceful: stop accepting, let in-flight exchanges finish, then ``run`` returns.
+        ``idle_grace``: when other processes go on serving (a worker being replaced), idle
+        keep-alive connections get that long to bring one more request, as in a reload."""
+        if self.stage is not None:
+            self.stage.idle_grace = idle_grace
         self._stop.set()
 
     def _interrupt(self) -> None:

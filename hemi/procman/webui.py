@@ -18,7 +18,6 @@ The buttons post forms with a derived anti-CSRF key. Pages:
 from __future__ import annotations
 
 import html
-import json
 import time
 from typing import TYPE_CHECKING, Any
 

@@ -25,7 +25,7 @@ from ..net.gate import listeners
 from . import commands as C
 from .channel import Channel
 from .msgx import Message
-from .single import SingleRunner, install_loop, stage_factory
+from .single import RELOAD_IDLE_GRACE, SingleRunner, install_loop, stage_factory
 from .sockets import adopt, listen_addresses
 from .stats import RecentErrors, ServerCounters, rss_bytes, uptime
 
@@ -115,7 +115,7 @@ class Worker:
             self._spawn(self.channel.reply(msg, C.BUSY, {"error": "the worker is starting"}))
             return
         if msg.comd == C.QUIT:
-            self.runner.quit()
+            self.runner.quit(RELOAD_IDLE_GRACE if msg.get("retire") else 0.0)
         elif msg.comd == C.RECONF:
             self._spawn(self._reconf(msg))
         elif msg.comd == C.STATS:

@@ -57,4 +57,11 @@ class Reviser(Component):
 
 
 class Socklet(Component):
+    """Serves the WebSocket upgrades of the rules it is in (see :mod:`hemi.web.socklet`):
+    ``serve(req, resp)`` takes the connection (True), or declines (False) so the next
+    socklet, then the next matching rule, may."""
+
     kind = "socklet"
+
+    def serve(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
+        raise NotImplementedError

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ..config.tree import Condition
 from ..core.component import Component
 from ..core.registry import register
+from .errors import HTTPError
 from .handlet import Handlet, Reviser, Socklet
+from .websocket.handshake import is_websocket_upgrade
 
 if TYPE_CHECKING:
     from .app import App
@@ -161,6 +163,8 @@ class Rule(Component):
                 resp.revisers = self.revisers
             resp.send(self.return_text)
             return True
+        if self.socklets:
+            return self._serve_socket(req, resp)
         if self.revisers:
             resp.revisers = self.revisers
             for reviser in self.revisers:
@@ -177,15 +181,33 @@ class Rule(Component):
                     return True
                 continue
             if inspect.isawaitable(result):
-                return self._continue(result, i, req, resp)
+                return self._continue(result, [h.handle for h in handlets[i + 1:]], req, resp)
         return False
 
-    async def _continue(self, pending: Awaitable[Any], index: int, req: "Request", resp: "Response") -> bool:
+    def _serve_socket(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
+        """A rule of socklets answers WebSocket upgrades, each socklet in turn until one takes
+        the connection; any other request learns that this resource speaks WebSocket only."""
+        if not is_websocket_upgrade(req):
+            raise HTTPError(426, "this resource speaks WebSocket only",
+                            headers=[("upgrade", "websocket"), ("connection", "upgrade")])
+        socklets = self.socklets
+        for i, socklet in enumerate(socklets):
+            result = socklet.serve(req, resp)
+            if result is True:
+                return True
+            if inspect.isawaitable(result):
+                return self._continue(result, [s.serve for s in socklets[i + 1:]], req, resp)
+        return False
+
+    @staticmethod
+    async def _continue(pending: Awaitable[Any], rest: list[Callable[["Request", "Response"], Any]],
+                        req: "Request", resp: "Response") -> bool:
+        """The slow path: a handler (or socklet) awaits; the ones after it run here."""
         result = await pending
         if result is True or (result is None and resp.sent):
             return True
-        for handlet in self.handlets[index + 1:]:
-            result = handlet.handle(req, resp)
+        for handle in rest:
+            result = handle(req, resp)
             if inspect.isawaitable(result):
                 result = await result
             if result is True or (result is None and resp.sent):

@@ -9,6 +9,7 @@ when its iterable is closed (the test process reads it).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 import threading
@@ -57,6 +58,23 @@ class Closing:
 
     def close(self) -> None:
         _mark(self.mark, f"closed {self.produced}")
+
+
+class RecordingFile(io.FileIO):
+    """A real file that records being read (it should not be: the server uses sendfile) and closed."""
+
+    def __init__(self, path: str, mark: str | None) -> None:
+        super().__init__(path, "rb")
+        self.mark = mark
+
+    def read(self, size: int = -1) -> bytes:
+        _mark(self.mark, "read")
+        return super().read(size)
+
+    def close(self) -> None:
+        if not self.closed:
+            _mark(self.mark, "closed")
+        super().close()
 
 
 def environ_view(environ: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +150,7 @@ def app(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
                 yield b"x" * 65536
         return Closing(forever(), q.get("mark"), float(q.get("delay", "0.001")))
     if route == "file":
-        f = open(q["path"], "rb")
+        f = RecordingFile(q["path"], q.get("mark"))
         if "offset" in q:
             f.seek(int(q["offset"]))
         headers = [("Content-Type", "application/octet-stream")]
@@ -143,7 +161,6 @@ def app(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]:
         return wrapper
     if route == "filelike":
         # A file_wrapper over something without a file descriptor: iterated, not sent with sendfile.
-        import io
         start_response("200 OK", [("Content-Type", "text/plain")])
         return environ["wsgi.file_wrapper"](io.BytesIO(b"from memory " * 1000), 1000)
     if route == "excinfo":

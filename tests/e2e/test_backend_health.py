@@ -9,7 +9,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -20,17 +19,9 @@ from hemi.net.backend import BackendTimeout, ConnectError
 
 from ..conftest import free_port
 from .h1util import wait_until
-from .test_proxy_http1 import ONE_WORKER, nodes_list, proxy_config
-from .upstreams import Farm
+from .upstreams import ONE_WORKER, Farm, farm, nodes_list, proxy_config  # noqa: F401 (farm: a fixture)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def farm() -> Iterator[Farm]:
-    f = Farm()
-    yield f
-    f.close()
 
 
 class Load:
@@ -195,8 +186,9 @@ def test_unix_socket_node_timeouts_and_dial_errors(tmp_path: Path) -> None:
         server, _, events = await echo_server(sock)
         stage = await make_stage(tmp_path, f'tcpsBackend "b" {{ .nodes = (["address": "{sock}"]) .readTimeout = 200ms }}'
                                            f'tudsBackend "dead" {{ .nodes = (["address": "{tmp_path}/none.sock"], '
-                                           f'["address": "127.0.0.1:{free_port()}"]) }}')
-        b, dead = stage.get("backend", "b"), stage.get("backend", "dead")
+                                           f'["address": "127.0.0.1:{free_port()}"]) }}'
+                                           f'tcpsBackend "lone" {{ .nodes = (["address": "127.0.0.1:{free_port()}"]) }}')
+        b, dead, lone = stage.get("backend", "b"), stage.get("backend", "dead"), stage.get("backend", "lone")
         try:
             c = await b.acquire()
             c.write(b"over unix")
@@ -215,6 +207,10 @@ def test_unix_socket_node_timeouts_and_dial_errors(tmp_path: Path) -> None:
             with pytest.raises(ConnectError, match="no node available"):
                 await dead.acquire()
             assert info.value.node in dead.nodes
+            for _ in range(2):  # a lone node is never taken out: every request dials it again
+                with pytest.raises(ConnectError, match="cannot connect"):
+                    await lone.acquire()
+            assert lone.nodes[0].dials == 2 and lone.nodes[0].available
         finally:
             await stage.shutdown()
             server.close()

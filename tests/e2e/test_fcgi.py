@@ -389,6 +389,15 @@ def test_cgi_variables(g, client: httpx.Client) -> None:  # type: ignore[no-unty
     assert "CONTENT_LENGTH" not in v or v["CONTENT_LENGTH"] == ""
 
 
+def test_repeated_and_hop_by_hop_headers(client: httpx.Client) -> None:
+    r = client.get("/vars.php", headers=[("x-multi", "a"), ("x-multi", "b"), ("cookie", "c=1"), ("cookie", "d=2"),
+                                         ("connection", "keep-alive, x-hop"), ("x-hop", "secret"), ("te", "trailers")])
+    v = r.json()
+    assert v["HTTP_X_MULTI"] == "a, b"
+    assert v["HTTP_COOKIE"] == "c=1; d=2"
+    assert "HTTP_X_HOP" not in v and "HTTP_TE" not in v and "HTTP_CONNECTION" not in v
+
+
 def test_https_is_on_over_tls(g, ca) -> None:  # type: ignore[no-untyped-def]
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)

@@ -28,7 +28,9 @@ stage {{
         .hostnames = ("*")
         .webRoot = "{base}/www"
         rule $path ^= "/static/" {{ static {{ }} }}
-        rule $path ^= "/api/" {{ wsgi {{ .app = "flask_app:app" .appDir = "%(apps)s" .rootPath = "/api" .threads = 4 }} }}
+        rule $path ^= "/api/" {{
+            wsgi {{ .app = "flask_app:app" .appDir = "%(apps)s" .rootPath = "/api" .threads = 4 }}
+        }}
     }}
     httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("a") }}
 }}

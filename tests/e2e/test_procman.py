@@ -323,7 +323,7 @@ class Load:
         conn.close()
 
 
-def test_reload_under_load_loses_nothing(tmp_path: Path, leaders: list[Leader]) -> None:
+def test_reload_and_rework_under_load_lose_nothing(tmp_path: Path, leaders: list[Leader]) -> None:
     leader = start_leader(tmp_path / "g", CONFIG, files=exts_files(), started=leaders)
     load = Load(leader.port)
     threads = [threading.Thread(target=f, daemon=True) for f in (load.new_connections, load.new_connections,
@@ -338,6 +338,11 @@ def test_reload_under_load_loses_nothing(tmp_path: Path, leaders: list[Leader]) 
             r = leader.cmd("reconf")
             assert r.returncode == 0, r.stderr
             time.sleep(0.3)
+        # and every worker replaced by a new process, under the same load
+        before = set(leader.worker_pids())
+        r = leader.cmd("rework")
+        assert r.returncode == 0, r.stderr
+        assert not before & set(leader.worker_pids())
         time.sleep(0.5)
     finally:
         load.stop.set()
@@ -353,3 +358,4 @@ def test_reload_under_load_loses_nothing(tmp_path: Path, leaders: list[Leader]) 
     info = leader.info()
     assert info["leader"]["stage"] == 10
     assert all(w["stage"] == 10 for w in info["workers"] if w["state"] == "serving")
+    assert wait_for(lambda: not any(alive(p) for p in before), 10), "the replaced workers drained and exited"

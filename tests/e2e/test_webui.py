@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -55,16 +57,19 @@ class Browser:
         self._buf = b""
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
-        targets = self.send("Target.getTargets")["targetInfos"]
-        page = next(t for t in targets if t["type"] == "page")
-        self.session = self.send("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["sessionId"]
-        self.send("Page.enable", session=True)
-        self.send("Runtime.enable", session=True)
+        try:
+            targets = self.send("Target.getTargets")["targetInfos"]
+            page = next(t for t in targets if t["type"] == "page")
+            self.session = self.send("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["sessionId"]
+            self.send("Page.enable", session=True)
+            self.send("Runtime.enable", session=True)
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while b"\0" not in self._buf:
-            import select
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._in], [], [], left)[0]:
                 raise TimeoutError("chromium did not answer")
@@ -127,8 +132,12 @@ class Browser:
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
+            pass
+        try:  # the browser and whatever helper processes it left
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         os.close(self._in)
         os.close(self._out)
         shutil.rmtree(self.profile, ignore_errors=True)

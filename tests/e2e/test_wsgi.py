@@ -30,20 +30,23 @@ stage {{
     app "a" {{
         .hostnames = ("*")
         rule $path ^= "/mnt/" {{ wsgi {{ .app = "wsgi_raw:app" .appDir = "%(apps)s" .rootPath = "/mnt" }} }}
-        rule $path ^= "/bound/" {{ wsgi {{ .app = "wsgi_raw:app" .appDir = "%(apps)s" .rootPath = "/bound" .threads = 2 }} }}
+        rule $path ^= "/bound/" {{
+            wsgi {{ .app = "wsgi_raw:app" .appDir = "%(apps)s" .rootPath = "/bound" .threads = 2 }}
+        }}
         rule $path ^= "/queue/" {{
             wsgi {{ .app = "wsgi_raw:app" .appDir = "%(apps)s" .rootPath = "/queue" .threads = 1 .maxQueue = 0 }}
         }}
         rule {{ wsgi {{ .app = "wsgi_raw:app" .appDir = "%(apps)s" }} }}
     }}
     httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("a") }}
+    httpxServer "small" {{ .address = "127.0.0.1:{port1}" .forApps = ("a") .maxContentSize = 100000 }}
 }}
 """ % {"apps": APPS}
 
 
 @pytest.fixture(scope="module")
 def g(gorox_module):  # type: ignore[no-untyped-def]
-    return gorox_module(CONFIG)
+    return gorox_module(CONFIG, ports=2)
 
 
 @pytest.fixture
@@ -146,6 +149,21 @@ def test_input_is_read_on_demand_not_up_front(g) -> None:  # type: ignore[no-unt
     assert r is not None and r.status == 200 and r.json() == {"peeked": "0123456789"}
 
 
+def test_body_over_the_limit_is_refused_while_the_app_reads(g) -> None:  # type: ignore[no-untyped-def]
+    """A chunked body larger than the server's .maxContentSize: the app's read fails, the client
+    gets 413 (not the app's 500), and the app's thread is free again."""
+    with Conn(g.ports[1]) as c:
+        c.send(b"POST /upload?piece=1000 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(30):
+                c.send(b"1000\r\n" + b"z" * 0x1000 + b"\r\n")
+        except OSError:
+            pass  # the server may stop reading once it refused
+        r = c.read_response()
+    assert r is not None and r.status == 413
+    assert httpx.get(g.url("/write", port=g.ports[1])).status_code == 200
+
+
 def test_readline_readlines_and_iteration(g) -> None:  # type: ignore[no-untyped-def]
     body = b"line one\nabcdefgh\nthird\nfourth\nlast-no-newline"
     with Conn(g.port) as c:  # sent in small chunks: lines span chunk boundaries
@@ -192,8 +210,11 @@ def test_file_wrapper_sends_the_file(client: httpx.Client, tmp_path: Path) -> No
     data = os.urandom(1 << 20)
     path = tmp_path / "big.bin"
     path.write_bytes(data)
-    r = client.get("/file", params={"path": str(path)})
+    mark = tmp_path / "file.mark"
+    r = client.get("/file", params={"path": str(path), "mark": str(mark)})
     assert r.status_code == 200 and r.content == data and r.headers["content-length"] == str(len(data))
+    # Sent with sendfile from the file's descriptor: the app's file object is never read, and closed.
+    assert wait_until(lambda: mark.exists() and mark.read_text() == "closed\n")
     # From the file's position, and no more than the app's Content-Length.
     r = client.get("/file", params={"path": str(path), "offset": "1000", "length": "5000"})
     assert r.content == data[1000:6000]
@@ -219,7 +240,7 @@ def test_start_response_twice_without_exc_info_is_an_error(client: httpx.Client)
     assert client.get("/twice").text == "RuntimeError"
 
 
-def test_exception_gives_500_and_traceback_in_error_log(g, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_exception_gives_500_and_traceback_in_error_log(g, client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/boom")
     assert r.status_code == 500
     assert wait_until(lambda: "boom-marker: the app failed" in error_log(g))
@@ -284,6 +305,22 @@ def test_client_disconnect_mid_stream_closes_the_iterable(g, tmp_path: Path) -> 
     assert httpx.get(g.url("/write")).status_code == 200
 
 
+def test_client_disconnect_mid_body_frees_the_thread(g) -> None:  # type: ignore[no-untyped-def]
+    """Both threads of /bound read bodies whose clients vanish: their reads fail, the threads
+    come back, and the next request is served at once."""
+    socks = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        s.sendall(b"POST /bound/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 5000)
+        socks.append(s)
+    time.sleep(0.3)
+    for s in socks:
+        s.close()
+    started = time.monotonic()
+    r = httpx.get(g.url("/bound/slow?delay=0"), timeout=5)
+    assert r.status_code == 200 and time.monotonic() - started < 2
+
+
 def test_slow_reader_holds_the_app_back(g, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Back-pressure: while the client reads nothing, the app's thread waits for each write."""
     mark = tmp_path / "slow.mark"
@@ -316,3 +353,14 @@ def test_many_concurrent_requests(g) -> None:  # type: ignore[no-untyped-def]
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_an_app_that_cannot_be_imported_stops_the_start(gorox) -> None:  # type: ignore[no-untyped-def]
+    bad = gorox("""
+stage {{
+    app "a" {{ .hostnames = ("*") rule {{ wsgi {{ .app = "no_such_module:app" .appDir = "%s" }} }} }}
+    httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("a") }}
+}}
+""" % APPS, wait=False)
+    assert bad.proc.wait(20) == 1
+    assert "cannot load the app" in bad.log() and "no module named no_such_module" in bad.log()

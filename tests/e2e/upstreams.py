@@ -1,5 +1,6 @@
-"""Real upstream servers for the proxy tests: small HTTP/1.1 servers on free ports, run by an
-asyncio loop in a background thread, whose behaviour the request path chooses.
+"""Real upstream servers for the proxy tests (small HTTP/1.1 servers on free ports, run by an
+asyncio loop in a background thread, whose behaviour the request path chooses), and the gorox
+configs in front of them.
 
     /who                 200, body = the node's name (and ``x-node`` header)
     /echo                200 JSON: method, target, headers, body length and sha256
@@ -8,7 +9,7 @@ asyncio loop in a background thread, whose behaviour the request path chooses.
     /close-body          200 without length: the body ends when we close
     /slow?parts=&delay=  200 chunked, one chunk per ``delay`` seconds
     /sleep?s=            waits ``s`` seconds, then 200
-    /cut                 Content-Length 1000, 10 bytes, then the connection is closed
+    /cut?len=            Content-Length ``len`` (1000), 10 bytes, then the connection is closed
     /reset               closes the connection without answering
     /garbage             answers with a line that is not HTTP
     /hold                never answers; records when the proxy closes the connection
@@ -27,7 +28,10 @@ import asyncio
 import hashlib
 import json
 import threading
+from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from hemi.web.http1.codec import NEED_DATA, Body, EndOfMessage, RequestHead, RequestParser
 
@@ -187,7 +191,7 @@ class Node:
             await asyncio.sleep(float(q.get("s", "1")))
             w(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nslept")
         elif path == "/cut":
-            w(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+            w(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n0123456789" % int(q.get("len", "1000")))
             await writer.drain()
             return False
         elif path == "/reset":
@@ -265,3 +269,50 @@ class Farm:
         self.thread.join(5)
         self.loop.close()
 
+
+# -- gorox configs in front of them ---------------------------------------------------------------
+
+ONE_WORKER = ("-workers", "1")  # balancer state and pools are per worker: count on one
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    """Upstream nodes for one test: ``farm.node("a")`` starts one."""
+    f = Farm()
+    yield f
+    f.close()
+
+
+def nodes_list(*nodes: tuple) -> str:  # type: ignore[type-arg]
+    """``.nodes`` for the config (braces doubled for the gorox fixture's str.format)."""
+    items = []
+    for node in nodes:
+        addr, weight = node[0], node[1] if len(node) > 1 else 1
+        items.append(f'["address": "{addr}", "weight": {weight}]')
+    return "(" + ", ".join(items) + ")"
+
+
+def proxy_config(nodes: str, *, backend: str = "", proxy: str = "") -> str:
+    """A gorox config: ``http1Backend "up"`` with ``nodes`` (and ``backend`` properties), and an
+    app whose last rule proxies everything to it (with ``proxy`` properties)."""
+    return f"""
+stage {{{{
+    http1Backend "up" {{{{
+        .nodes = {nodes}
+        {backend}
+    }}}}
+    app "a" {{{{
+        .hostnames = ("*")
+        .webRoot = "{{base}}/www"
+        rule $path ^= "/local/" {{{{ .returnCode = 200 .returnText = "local" }}}}
+        rule {{{{ http1Proxy {{{{ .toBackend = "up" {proxy} }}}} }}}}
+    }}}}
+    httpxServer "main" {{{{ .address = "127.0.0.1:{{port}}" .forApps = ("a") }}}}
+}}}}
+"""
+
+
+def start(gorox, farm_nodes, **kw):  # type: ignore[no-untyped-def]
+    """Start gorox (one worker) in front of ``[(node, weight), ...]``."""
+    nodes = nodes_list(*[(n.address, w) for n, w in farm_nodes])
+    return gorox(proxy_config(nodes, **kw), extra_args=ONE_WORKER)

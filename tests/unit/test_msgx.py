@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hemi.procman import msgx
-from hemi.procman.leader import MAX_BACKOFF, backoff
+from hemi.procman.workers import MAX_BACKOFF, backoff
 from hemi.procman.msgx import Message, MsgxError
 
 names = st.text(min_size=1, max_size=20).filter(lambda s: len(s.encode()) <= 255)

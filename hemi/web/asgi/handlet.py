@@ -32,6 +32,7 @@ from ..appload import AppLoadError, load_app
 from ..handlet import Handlet
 from .http import HttpExchange
 from .lifespan import Lifespan, LifespanFailed
+from .runner import AppRunner
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -90,6 +91,7 @@ class AsgiHandlet(Handlet):
         self.state: dict[str, Any] = {}      # the lifespan's namespace; every scope gets a copy
         self.lifespan: Lifespan | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: AppRunner | None = None  # runs every app call of this handlet (runner.py)
         self._servers: dict[Any, Any] = {}   # gate -> scope["server"] (False: ask the socket)
 
     def on_prepare(self) -> None:
@@ -102,6 +104,7 @@ class AsgiHandlet(Handlet):
 
     async def on_start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.runner = AppRunner(self.loop, self.name)
         assert self.asgi_app is not None
         self.lifespan = Lifespan(self.asgi_app, self.lifespan_mode, self.name)
         try:
@@ -113,10 +116,15 @@ class AsgiHandlet(Handlet):
         self.state = self.lifespan.state
 
     async def on_shutdown(self) -> None:
-        # Servers shut down first (stage order), so no request is in flight by now.
+        # Servers shut down first (stage order): no request is in flight by now, but work an
+        # app does after its responses (background tasks) may be. Then the lifespan ends.
+        if self.runner is not None:
+            await self.runner.drain()
         if self.lifespan is not None:
             await self.lifespan.shutdown()
             self.lifespan = None
+        if self.runner is not None:
+            await self.runner.close()
 
     # -- serving ---------------------------------------------------------------------------------------
     def handle(self, req: "Request", resp: "Response") -> "bool | Awaitable[bool]":
@@ -127,7 +135,7 @@ class AsgiHandlet(Handlet):
         scope = self.connection_scope(req, "http", req.scheme)
         scope["method"] = req.method
         scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
-        return HttpExchange(self, req, resp).serve(scope)
+        return HttpExchange(self, req, resp).start(scope)
 
     def connection_scope(self, req: "Request", kind: str, scheme: str) -> dict:
         """The keys ``http`` and ``websocket`` scopes share, built from the request."""

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from ..errors import HTTPError
 
@@ -55,6 +55,10 @@ class ClientDisconnected(ConnectionResetError):
     """``send`` after the client has gone away (ASGI HTTP spec 2.4: an ``OSError``)."""
 
 
+async def _raise(error: BaseException) -> bool:
+    raise error
+
+
 def _disconnect() -> dict:
     return {"type": "http.disconnect"}
 
@@ -75,8 +79,8 @@ def _header_name(raw: bytes) -> str:
 class HttpExchange:
     """One request/response cycle between a connection and the app."""
 
-    __slots__ = ("handlet", "req", "resp", "stream", "phase", "length", "sent", "trailers", "keep_trailers", "body_done",
-                 "body_iter", "received", "waiter", "error", "gone")
+    __slots__ = ("handlet", "req", "resp", "stream", "phase", "length", "sent", "trailers", "keep_trailers",
+                 "body_done", "body_iter", "received", "waiter", "error", "gone", "done", "failure")
 
     def __init__(self, handlet: "AsgiHandlet", req: "Request", resp: "Response") -> None:
         self.handlet = handlet
@@ -94,57 +98,104 @@ class HttpExchange:
         self.waiter: asyncio.Future | None = None
         self.error: HTTPError | None = None   # the request body broke (limit, framing, timeout)
         self.gone = False
+        self.done: asyncio.Future | None = None    # the connection's task waits on it (slow path)
+        self.failure: BaseException | None = None  # what the connection must do instead of ending normally
 
     # -- running the app ------------------------------------------------------------------------------
-    async def serve(self, scope: dict) -> bool:
-        """Run the app for this request; the connection ends the exchange when this returns."""
+    def start(self, scope: dict) -> "bool | Awaitable[bool]":
+        """Call the app. True when the response is complete already (the common case: no task
+        at all); otherwise an awaitable the connection's task waits on until it is."""
+        h = self.handlet
+        coro = h.asgi_app(scope, self.receive, self.send)
+        if h.runner.start(coro, self._app_ended) or self.phase == DONE:
+            return self._outcome()
+        self.done = h.loop.create_future()  # type: ignore[union-attr]
+        return self._wait()
+
+    async def _wait(self) -> bool:
         try:
-            await self.handlet.asgi_app(scope, self.receive, self.send)
-        except BaseException as e:  # noqa: B036 - every way out is decided here
-            self._close_body()
-            return self._failed(e)
-        self._close_body()
-        if self.phase == DONE:
+            await self.done  # type: ignore[misc]
+        except asyncio.CancelledError:
+            # The connection gave the exchange up (the client is gone): the app runs on and
+            # learns it from receive() and send().
+            self._lost()
+            raise
+        return self._outcome()
+
+    def _outcome(self) -> bool:
+        """The connection's view once the response is complete or the app has ended."""
+        failure = self.failure
+        if failure is None:
             return True
-        return self._unfinished()
+        if isinstance(failure, HTTPError) or self.done is not None:
+            raise failure
+        # Synchronous path: an abort must reach the connection as an exchange error it handles
+        # quietly (raising here would be logged again as a handler failure).
+        return _raise(failure)  # type: ignore[return-value]
+
+    def _app_ended(self, error: BaseException | None) -> None:
+        """The app's coroutine has ended (``error``: what it raised). Decide what the
+        connection must do if the response is not complete, and log what went wrong."""
+        self._close_body()
+        req = self.req
+        name = self.handlet.name
+        if error is not None and not isinstance(error, Exception):
+            if not isinstance(error, asyncio.CancelledError):
+                raise error  # KeyboardInterrupt, SystemExit: not ours to swallow
+        if self.phase == DONE:
+            if error is not None and not self._quiet_error(error):
+                log.error("asgi %s: the app raised after its response to %s %s was complete", name, req.method,
+                          req.target, exc_info=error)
+        elif self.error is not None and self.phase <= HEAD and not self.resp.sent:
+            self.failure = self.error  # the request body broke: the connection answers 4xx and closes
+        elif self._client_gone() or (error is not None and self._quiet_error(error)):
+            self.failure = ConnectionResetError("client went away")
+        elif self.phase <= HEAD and not self.resp.sent:
+            if error is not None:
+                log.error("asgi %s: the app raised on %s %s", name, req.method, req.target, exc_info=error)
+                self.failure = HTTPError(500)
+            else:
+                log.error("asgi %s: the app returned without sending a response to %s %s", name, req.method,
+                          req.target)
+                self.failure = HTTPError(500)
+        else:
+            if error is not None:
+                log.error("asgi %s: the app raised after the response started on %s %s; closing the connection",
+                          name, req.method, req.target, exc_info=error)
+            else:
+                log.error("asgi %s: the app returned without finishing its response to %s %s; closing the "
+                          "connection", name, req.method, req.target)
+            self.failure = ConnectionAbortedError("the app did not finish its response")
+        self._resolve()
+
+    def _quiet_error(self, error: BaseException) -> bool:
+        """Errors that only say the client went away (our ClientDisconnected let through, or a
+        cancellation after it): not the app's fault, not worth a log line."""
+        return isinstance(error, (ClientDisconnected, asyncio.CancelledError)) or (
+            isinstance(error, OSError) and self._client_gone())
+
+    def _resolve(self) -> None:
+        done = self.done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _client_gone(self) -> bool:
         if not self.gone and getattr(self.stream, "closing", False):
             self.gone = True
         return self.gone
 
-    def _failed(self, e: BaseException) -> bool:
-        if isinstance(e, asyncio.CancelledError) or (isinstance(e, OSError) and self._client_gone()):
-            raise e if isinstance(e, asyncio.CancelledError) else ConnectionResetError("client went away")
-        if not isinstance(e, Exception):
-            raise e  # KeyboardInterrupt, SystemExit: not ours to swallow
-        req = self.req
-        if self.phase <= HEAD and not self.resp.sent:
-            log.error("asgi %s: the app raised on %s %s", self.handlet.name, req.method, req.target, exc_info=e)
-            raise self.error or HTTPError(500)
-        log.error("asgi %s: the app raised after the response started on %s %s; closing the connection",
-                  self.handlet.name, req.method, req.target, exc_info=e)
-        raise ConnectionAbortedError("the app failed mid-response")
-
-    def _unfinished(self) -> bool:
-        req = self.req
-        if self._client_gone():
-            raise ConnectionResetError("client went away")
-        if self.phase <= HEAD and not self.resp.sent:
-            if self.error is not None:
-                raise self.error
-            log.error("asgi %s: the app returned without sending a response to %s %s",
-                      self.handlet.name, req.method, req.target)
-            raise HTTPError(500)
-        log.error("asgi %s: the app returned without finishing the response to %s %s; closing the connection",
-                  self.handlet.name, req.method, req.target)
-        raise ConnectionAbortedError("the app did not finish its response")
+    def _lost(self) -> None:
+        self.gone = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _completed(self) -> None:
         self.phase = DONE
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        self._resolve()
 
     def _close_body(self) -> None:
         it = self.body_iter
@@ -155,19 +206,9 @@ class HttpExchange:
             except (StopIteration, RuntimeError):
                 pass
 
-    def _swallow_cancel(self) -> bool:
-        """The connection cancelled us because the client went away: take the cancellation
-        back (the app hears about it through ASGI messages) and say so."""
-        if not self._client_gone():
-            return False
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            task.uncancel()
-        return True
-
     # -- receive --------------------------------------------------------------------------------------
     async def receive(self) -> dict:
-        if self.phase == DONE or self.gone:
+        if self.phase == DONE or self.gone or self.error is not None:
             return _disconnect()
         if not self.body_done:
             return await self._read_body()
@@ -192,13 +233,8 @@ class HttpExchange:
         except HTTPError as e:  # too large, bad framing, too slow: the app is told the client left
             self.error = e
             self.body_done = True
-            self.gone = True
             return _disconnect()
-        except asyncio.CancelledError:
-            if self._swallow_cancel():
-                return _disconnect()
-            raise
-        except OSError:
+        except OSError:  # the connection failed the wait: the client is gone
             self.gone = True
             return _disconnect()
         if not more:
@@ -215,11 +251,7 @@ class HttpExchange:
         waiter = self.waiter
         if waiter is None or waiter.done():
             waiter = self.waiter = self.handlet.loop.create_future()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if not self._swallow_cancel():
-                raise
+        await waiter
         return _disconnect()
 
     # -- send -----------------------------------------------------------------------------------------
@@ -299,7 +331,7 @@ class HttpExchange:
             return
         if length is not None and length != len(body) and resp.status not in (204, 304) and resp.status >= 200:
             raise RuntimeError(f"ASGI app declared content-length {length} but sent {len(body)} bytes")
-        if self.gone:
+        if self._client_gone():
             raise ClientDisconnected("client went away")
         resp.send(body)
         self._completed()
@@ -314,10 +346,6 @@ class HttpExchange:
                 await resp.echo(body)
             elif body:
                 await resp.echo(body)
-        except asyncio.CancelledError:
-            if self._swallow_cancel():
-                raise ClientDisconnected("client went away") from None
-            raise
         except OSError:
             self._on_write_error()
         length = self.length
@@ -336,10 +364,6 @@ class HttpExchange:
     async def _end(self) -> None:
         try:
             await self.resp.end()
-        except asyncio.CancelledError:
-            if self._swallow_cancel():
-                raise ClientDisconnected("client went away") from None
-            raise
         except OSError:
             self._on_write_error()
         self._completed()
@@ -375,11 +399,7 @@ class HttpExchange:
             self.phase = BODY
             try:
                 await self.resp.send_fd(fd, 0, size)
-            except asyncio.CancelledError:
-                if self._swallow_cancel():
-                    raise ClientDisconnected("client went away") from None
-                raise
-            except OSError:
+            except OSError:  # the client is gone, or reads nothing (writeTimeout)
                 self._on_write_error()
         finally:
             os.close(fd)

@@ -1,8 +1,9 @@
-"""Sans-IO HTTP/1.1 request codec (RFC 9112), strict and fast.
+"""Sans-IO HTTP/1.1 codec (RFC 9112), strict and fast.
 
 Bytes go in through :meth:`RequestParser.feed`, events come out of
 :meth:`RequestParser.next_event`; responses are produced by plain functions
-that return bytes.  Nothing here touches sockets, event loops or clocks, so the
+that return bytes.  :class:`ResponseParser` reads responses (for proxies and
+clients) with the same header-block and body-framing readers.  Nothing here touches sockets, event loops or clocks, so the
 same code serves the asyncio server, the tests and the fuzzers, and every
 decision about *what* is on the wire is made in exactly one place.
 

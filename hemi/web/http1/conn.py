@@ -101,8 +101,6 @@ class Http1Conn(asyncio.Protocol):
         else:
             self.peer = ("unix", 0)
         self._wait_head()
-        if self.gate.shut:
-            self.gate.drain_late(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:

@@ -23,7 +23,6 @@ on ``101`` the head is relayed and both connections become a byte tunnel.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import ssl
 import tempfile
@@ -42,10 +41,10 @@ from . import HOP_BY_HOP, IDEMPOTENT, connection_options
 if TYPE_CHECKING:
     from ..exchange import BodyContent, Request, Response
 
-log = logging.getLogger("hemi.web.proxy.http1")
 
 _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file in pieces this big
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
+_GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
 # Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
 _REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect", "via", "x-forwarded-for",
                                      "x-forwarded-proto", "x-forwarded-host"}
@@ -415,10 +414,18 @@ class Http1Proxy(Handlet):
         reusable = rhead.keep_alive and rhead.version == "1.1"
         released = False
         try:
-            # Gather what has already arrived (everything, with .bufferServerContent); a complete
-            # response goes out in one sized send.
+            # Gather the body while it is small and sized (upstreams such as nginx send the head
+            # and the body in separate segments), or all of it with .bufferServerContent: a
+            # complete response goes out in one sized send, one write. Otherwise stream what
+            # has arrived and the rest as it comes.
             buffering = self.buffer_server_content
-            limit = (req.app.max_memory_content_size if req.app is not None else 16 << 20) if buffering else 256 << 10
+            if buffering:
+                limit = req.app.max_memory_content_size if req.app is not None else 16 << 20
+                wait = True
+            else:
+                limit = _GATHER_LIMIT
+                length = rhead.content_length
+                wait = length is not None and length <= limit
             parts: list[bytes] = []
             size = 0
             trailers: list[tuple[str, str]] = []
@@ -434,7 +441,7 @@ class Http1Proxy(Handlet):
                     upstream.release(conn, reusable=reusable and not parser.buffered)
                     trailers = event.trailers
                     break
-                elif buffering:  # NEED_DATA
+                elif wait:  # NEED_DATA
                     parser.feed(await conn.read())
                 else:
                     break
