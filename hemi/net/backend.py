@@ -100,7 +100,7 @@ class Node:
         limit = time.monotonic() - alive_timeout
         while idle:
             conn = idle.pop()
-            if conn.last_used >= limit and conn.reusable_when_idle():
+            if conn.fresh(limit):
                 return conn
             conn.close()
         return None
@@ -119,7 +119,7 @@ class Node:
             limit = time.monotonic() - alive_timeout
             keep = []
             for conn in self.idle:
-                if conn.last_used >= limit and conn.reusable_when_idle():
+                if conn.fresh(limit):
                     keep.append(conn)
                 else:
                     conn.close()
@@ -136,7 +136,7 @@ class BackendConn(asyncio.Protocol):
 
     __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "_chunks", "_buffered",
                  "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline", "_drain_deadline", "_timer",
-                 "_timer_at", "_write_paused", "_read_paused", "_loop", "_read_timeout", "_write_timeout", "_made")
+                 "_timer_at", "_write_paused", "_read_paused", "_loop", "_read_timeout", "_write_timeout")
 
     def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0) -> None:
         self.node = node
@@ -161,7 +161,6 @@ class BackendConn(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
-        self._made = False
 
     def __repr__(self) -> str:
         return f"<BackendConn to {self.node.name} requests={self.requests}{' closed' if self.closed else ''}>"
@@ -169,7 +168,6 @@ class BackendConn(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self._made = True
 
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -344,6 +342,10 @@ class BackendConn(asyncio.Protocol):
     def reusable_when_idle(self) -> bool:
         """Clean for another exchange: open, nothing unread."""
         return not self.closed and not self._chunks and not self._eof
+
+    def fresh(self, idle_since: float) -> bool:
+        """Pooled and still good: idle since ``idle_since`` at most, and clean."""
+        return self.last_used >= idle_since and self.reusable_when_idle()
 
 
 class Backend(Component):
