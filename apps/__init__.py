@@ -2,3 +2,4 @@
 every handlet an app module registers here is usable in configs like a built-in one."""
 
 from . import example  # noqa: F401
+from . import chat  # noqa: F401,E402

@@ -7,7 +7,7 @@ core itself). Rounds are interleaved and the median is reported, with the CPU ti
 processes used per request (which, unlike requests/s, does not depend on what else runs on the
 machine). Usage::
 
-    python bench/workers_bench.py [--rounds 3] [--duration 8] [--conns 64] [--threads 2]
+    python bench/workers_bench.py [--path /hello|/burn] [--rounds 3] [--duration 8] [--conns 64] [--threads 2]
 """
 
 from __future__ import annotations
@@ -38,9 +38,26 @@ stage {{
             .returnType = "text/plain; charset=utf-8"
             .returnText = "hello, world!"
         }}
+        rule $path == "/burn" {{ benchBurn {{ }} }}
     }}
     httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("bench") }}
 }}
+'''
+
+# /burn: a handler that spends ~0.3 ms of CPU per request, so that the load generator's own
+# share of the CPU is small and what the worker count does to throughput shows.
+EXTS = '''
+import hashlib
+from hemi.core.registry import handlet
+from hemi.web.handlet import Handlet
+
+BLOCK = bytes(256 << 10)
+
+@handlet("benchBurn")
+class BenchBurn(Handlet):
+    def handle(self, req, resp):
+        resp.send(hashlib.sha256(BLOCK).hexdigest())
+        return True
 '''
 
 MODES = {"single": ["-single"], "1 worker": ["-workers", "1"], "2 workers": ["-workers", "2"]}
@@ -52,6 +69,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_shares(base: Path) -> str:
+    """How the requests were spread over the workers (from ``gorox info -json``)."""
+    out = subprocess.run([sys.executable, "-m", "gorox", "info", "-json", "-base", str(base)], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if out.returncode != 0:
+        return ""
+    counts = [w["requests_total"] for w in json.loads(out.stdout)["workers"] if w["pid"]]
+    total = sum(counts) or 1
+    return ", requests per worker " + "/".join(f"{100 * c / total:.0f}%" for c in counts)
+
+
 def start(mode: str, tmp: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     base = tmp / re.sub(r"\W", "_", mode)
@@ -59,6 +87,8 @@ def start(mode: str, tmp: Path) -> tuple[subprocess.Popen, int]:
     base.mkdir(parents=True)
     conf = base / "gorox.conf"
     conf.write_text(CONF.format(port=port))
+    (base / "exts").mkdir()
+    (base / "exts" / "__init__.py").write_text(EXTS)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "gorox", "serve", "-config", str(conf), "-base", str(base),
                              "-cmdui", "127.0.0.1:0", *MODES[mode]], env=env, start_new_session=True,
@@ -118,6 +148,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--path", default="/hello", help="/hello (fixed text) or /burn (~0.3 ms of CPU per request)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -131,20 +162,21 @@ def main() -> int:
             for mode in MODES:
                 proc, port = start(mode, Path(tmp))
                 try:
-                    url = f"http://127.0.0.1:{port}/hello"
+                    url = f"http://127.0.0.1:{port}{args.path}"
                     wrk(url, 1, args.conns, args.threads)  # warm up: every worker gets connections
                     cpu0 = cpu_seconds(proc.pid)
                     rps = wrk(url, args.duration, args.conns, args.threads)
                     cpu = cpu_seconds(proc.pid) - cpu0
+                    shares = worker_shares(Path(tmp) / re.sub(r"\W", "_", mode)) if mode != "single" else ""
                 finally:
                     stop(proc)
                 results[mode].append(rps)
                 per_request[mode].append(cpu / (rps * args.duration) * 1e6)
                 print(f"round {r + 1} {mode:>9}: {rps:10.0f} req/s, gorox used {cpu / args.duration:.2f} cores, "
-                      f"{per_request[mode][-1]:.1f} us CPU/request", flush=True)
+                      f"{per_request[mode][-1]:.1f} us CPU/request{shares}", flush=True)
     medians = {m: statistics.median(v) for m, v in results.items()}
     costs = {m: statistics.median(v) for m, v in per_request.items()}
-    print(f"\n{os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.conns} -d{args.duration}s on the same machine; "
+    print(f"\nGET {args.path}; {os.cpu_count()} CPUs; wrk -t{args.threads} -c{args.conns} -d{args.duration}s on the same machine; "
           f"median of {args.rounds}; load average before: {load0}")
     for mode, rps in medians.items():
         print(f"  {mode:>9}: {rps:10.0f} req/s  ({rps / medians['1 worker']:.2f} x 1 worker), "

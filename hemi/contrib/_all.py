@@ -14,3 +14,4 @@ from ..web.proxy import http1 as _http1  # noqa: F401,E402
 from ..web import wsgi as _wsgi  # noqa: F401,E402
 from ..web import asgi as _asgi  # noqa: F401,E402
 from ..web import socklet as _socklet  # noqa: F401,E402
+from ..web.proxy import sock1 as _sock1  # noqa: F401,E402

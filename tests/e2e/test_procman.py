@@ -173,7 +173,7 @@ def test_quit_lets_an_inflight_request_finish(tmp_path: Path, leaders: list[Lead
     leader = start_leader(tmp_path / "g", CONFIG, files=exts_files(), started=leaders)
     workers = leader.worker_pids()
     c = Conn(leader.port, timeout=10)
-    c.send(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /slow?s=3 HTTP/1.1\r\nHost: x\r\n\r\n")
     time.sleep(0.3)
     r = leader.cmd("quit")
     assert r.returncode == 0 and "quitting" in r.stdout

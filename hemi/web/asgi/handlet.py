@@ -30,7 +30,9 @@ from ...config.errors import ConfigError
 from ...core.registry import handlet
 from ..appload import AppLoadError, load_app
 from ..handlet import Handlet
+from .headers import request_headers
 from .http import HttpExchange
+from ..websocket.session import configure_limits
 from .lifespan import Lifespan, LifespanFailed
 from .runner import AppRunner
 
@@ -47,6 +49,7 @@ UpgradeHandler = Callable[["AsgiHandlet", "Request", "Response"], "bool | Awaita
 UPGRADES: dict[str, UpgradeHandler] = {}
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+_NO_OPTIONS: dict = {}   # the extensions we offer take no options (shared: nobody writes there)
 
 
 def _check_root_path(value: str) -> str | None:
@@ -87,6 +90,7 @@ class AsgiHandlet(Handlet):
         self.app_dir = self.configure_string("appDir", "")
         self.root_path = self.configure_string("rootPath", "", check=_check_root_path)
         self.lifespan_mode = self.configure_choice("lifespan", "auto", ("auto", "on", "off"))
+        self.ws_limits = configure_limits(self)   # the websocket scope's (ws.py)
         self.asgi_app: ASGIApp | None = None  # (self.app is the owning App)
         self.state: dict[str, Any] = {}      # the lifespan's namespace; every scope gets a copy
         self.lifespan: Lifespan | None = None
@@ -134,7 +138,7 @@ class AsgiHandlet(Handlet):
                 return serve(self, req, resp)
         scope = self.connection_scope(req, "http", req.scheme)
         scope["method"] = req.method
-        scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
+        scope["extensions"] = {"http.response.trailers": _NO_OPTIONS, "http.response.pathsend": _NO_OPTIONS}
         return HttpExchange(self, req, resp).start(scope)
 
     def connection_scope(self, req: "Request", kind: str, scheme: str) -> dict:
@@ -149,7 +153,7 @@ class AsgiHandlet(Handlet):
             "raw_path": req.encoded_path.encode("latin-1"),
             "query_string": qs[1:].encode("latin-1") if qs else b"",
             "root_path": self.root_path,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers],
+            "headers": request_headers(req.headers),
             "client": req.peer,
             "server": self._server_of(req),
             "state": self.state.copy(),

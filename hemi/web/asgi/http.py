@@ -1,25 +1,31 @@
 """The ASGI ``http`` scope: one request served by calling the app with ``receive`` and ``send``.
 
-The app runs in the exchange's task (the connection makes one per exchange that awaits), so
-there is one task per request and no queue: ``receive`` reads the request body straight from
-the connection when the app asks for it (that is the back-pressure on uploads), and ``send``
-writes straight to the response, waiting while the client is slow.
+The app is started by the handlet's :class:`~hemi.web.asgi.runner.AppRunner`: its first step
+runs at once, and most apps answer within it, so the exchange ends without a task. An app
+that waits for something goes on in a host task, and the connection's task waits for the
+response to be complete (not for the app to return: work after the response, such as
+background tasks, does not hold the connection).
 
-Responses map onto :class:`~hemi.web.exchange.Response`:
+No queues: ``receive`` reads the request body from the connection when the app asks for it
+(that is the back-pressure on uploads), and ``send`` writes to the response, waiting while
+the client is slow. Responses map onto :class:`~hemi.web.exchange.Response`:
 
-- start + one final body message (the common case): one ``resp.send`` — head and body in one
+- start + one final body message (the common case): one ``resp.send``, head and body in one
   write, Content-Length from the body;
 - start + several body messages: ``resp.echo`` per message, with the app's Content-Length
   when it gave one (``resp.set_length``), else chunked;
 - ``http.response.pathsend``: ``resp.send_fd`` (sendfile);
-- ``http.response.trailers``: the trailers end a chunked body (only when the client said
-  ``TE: trailers``, as the extension asks; they are dropped otherwise).
+- ``http.response.trailers``: they end a chunked body, for a client that said
+  ``TE: trailers`` (as the extension asks); for others they are accepted and dropped.
 
-The client going away: the connection fails the waits it owns and cancels the exchange's task.
-``receive`` turns that into ``http.disconnect`` and ``send`` into :class:`ClientDisconnected`
-(an ``OSError``, spec 2.4), so an app waiting on either sees the ASGI events rather than a
-cancellation; anything else the app awaits at that moment is cancelled (the response can no
-longer be delivered).
+The client going away: the connection fails the waits it owns and gives the exchange up; the
+app (not cancelled) gets ``http.disconnect`` from ``receive`` and :class:`ClientDisconnected`
+(an ``OSError``, spec 2.4) from ``send``.
+
+What the connection must do when the app does not end the response properly is decided once,
+in :meth:`HttpExchange._app_ended`: a 500 if nothing was sent yet (with a log line and the
+traceback), else the connection is closed, as nothing else can tell the client the response
+is broken.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from ..errors import HTTPError
+from .headers import CONTENT_LENGTH, CONTENT_TYPE, NORMAL, response_name, response_value
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -38,16 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hemi.web.asgi")
 
-# Response phases.
+# Response phases: nothing yet, head given (not written), body streaming, waiting for the
+# trailers, complete.
 START, HEAD, BODY, TRAILERS, DONE = range(5)
 
-_NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch   # a token, lower-cased
-_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search     # CTLs but HTAB: no header splitting
-# Names whose meaning is the server's: gorox frames the message and writes Date and Server.
-_DROPPED = frozenset(("transfer-encoding", "connection", "keep-alive", "upgrade", "te", "date", "server",
-                      "proxy-connection"))
-_NAMES: dict[bytes, str] = {}     # lower-case name bytes -> str, for names already checked
-_MAX_NAMES = 4096
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -63,19 +63,6 @@ def _disconnect() -> dict:
     return {"type": "http.disconnect"}
 
 
-def _header_name(raw: bytes) -> str:
-    name = _NAMES.get(raw)
-    if name is not None:
-        return name
-    low = raw.lower()
-    if not _NAME_OK(low):
-        raise RuntimeError(f"ASGI app sent an invalid header name {raw!r}")
-    name = low.decode("latin-1")
-    if len(_NAMES) < _MAX_NAMES:
-        _NAMES[raw] = name
-    return name
-
-
 class HttpExchange:
     """One request/response cycle between a connection and the app."""
 
@@ -88,27 +75,32 @@ class HttpExchange:
         self.resp = resp
         self.stream = req.stream
         self.phase = START
-        self.length: int | None = None   # the app's Content-Length
-        self.sent = 0                    # body bytes the app has sent (checked against length)
-        self.trailers = False            # the app announced trailers: the body ends with them
-        self.keep_trailers = False       # ...and the client takes them
+        self.length: int | None = None     # the app's Content-Length
+        self.sent = 0                      # body bytes streamed (checked against length)
+        self.trailers = False              # the app announced trailers: they end the body
+        self.keep_trailers = False         # ...and the client takes them
         self.body_done = not (req.chunked or req.content_length)
         self.body_iter: Any = None
         self.received = 0
-        self.waiter: asyncio.Future | None = None
-        self.error: HTTPError | None = None   # the request body broke (limit, framing, timeout)
-        self.gone = False
+        self.waiter: asyncio.Future | None = None  # receive() waiting for the end
+        self.error: HTTPError | None = None        # the request body broke (limit, framing, timeout)
+        self.gone = False                          # the client went away
         self.done: asyncio.Future | None = None    # the connection's task waits on it (slow path)
         self.failure: BaseException | None = None  # what the connection must do instead of ending normally
 
     # -- running the app ------------------------------------------------------------------------------
     def start(self, scope: dict) -> "bool | Awaitable[bool]":
-        """Call the app. True when the response is complete already (the common case: no task
-        at all); otherwise an awaitable the connection's task waits on until it is."""
+        """Call the app. True when the response is complete already (no task at all);
+        otherwise an awaitable for the connection's task, done when the response is."""
         h = self.handlet
         coro = h.asgi_app(scope, self.receive, self.send)
-        if h.runner.start(coro, self._app_ended) or self.phase == DONE:
-            return self._outcome()
+        if h.runner.start(coro, self._app_ended) or self.phase == DONE:  # type: ignore[union-attr]
+            failure = self.failure
+            if failure is None:
+                return True
+            if isinstance(failure, HTTPError):
+                raise failure
+            return _raise(failure)  # an abort: the connection's exchange task handles it quietly
         self.done = h.loop.create_future()  # type: ignore[union-attr]
         return self._wait()
 
@@ -116,95 +108,86 @@ class HttpExchange:
         try:
             await self.done  # type: ignore[misc]
         except asyncio.CancelledError:
-            # The connection gave the exchange up (the client is gone): the app runs on and
+            # The connection gave the exchange up: the client is gone. The app runs on and
             # learns it from receive() and send().
-            self._lost()
+            self.gone = True
+            self._wake()
             raise
-        return self._outcome()
-
-    def _outcome(self) -> bool:
-        """The connection's view once the response is complete or the app has ended."""
-        failure = self.failure
-        if failure is None:
-            return True
-        if isinstance(failure, HTTPError) or self.done is not None:
-            raise failure
-        # Synchronous path: an abort must reach the connection as an exchange error it handles
-        # quietly (raising here would be logged again as a handler failure).
-        return _raise(failure)  # type: ignore[return-value]
+        if self.failure is not None:
+            raise self.failure
+        return True
 
     def _app_ended(self, error: BaseException | None) -> None:
         """The app's coroutine has ended (``error``: what it raised). Decide what the
         connection must do if the response is not complete, and log what went wrong."""
-        self._close_body()
+        if self.body_iter is not None:
+            self._close_body()
+        if error is None and self.phase == DONE:
+            return
         req = self.req
         name = self.handlet.name
-        if error is not None and not isinstance(error, Exception):
-            if not isinstance(error, asyncio.CancelledError):
-                raise error  # KeyboardInterrupt, SystemExit: not ours to swallow
+        if error is not None and not isinstance(error, Exception) and not isinstance(error, asyncio.CancelledError):
+            raise error  # KeyboardInterrupt, SystemExit: not ours to swallow
         if self.phase == DONE:
-            if error is not None and not self._quiet_error(error):
+            if not self._quiet(error):  # type: ignore[arg-type]
                 log.error("asgi %s: the app raised after its response to %s %s was complete", name, req.method,
                           req.target, exc_info=error)
-        elif self.error is not None and self.phase <= HEAD and not self.resp.sent:
+            return
+        if self.error is not None and self.phase <= HEAD:
             self.failure = self.error  # the request body broke: the connection answers 4xx and closes
-        elif self._client_gone() or (error is not None and self._quiet_error(error)):
+        elif self._client_gone() or (error is not None and self._quiet(error)):
             self.failure = ConnectionResetError("client went away")
-        elif self.phase <= HEAD and not self.resp.sent:
+        elif self.phase <= HEAD:
             if error is not None:
                 log.error("asgi %s: the app raised on %s %s", name, req.method, req.target, exc_info=error)
-                self.failure = HTTPError(500)
             else:
                 log.error("asgi %s: the app returned without sending a response to %s %s", name, req.method,
                           req.target)
-                self.failure = HTTPError(500)
+            self.failure = HTTPError(500)
         else:
             if error is not None:
-                log.error("asgi %s: the app raised after the response started on %s %s; closing the connection",
+                log.error("asgi %s: the app raised after its response started on %s %s; closing the connection",
                           name, req.method, req.target, exc_info=error)
             else:
-                log.error("asgi %s: the app returned without finishing its response to %s %s; closing the "
+                log.error("asgi %s: the app returned before finishing its response to %s %s; closing the "
                           "connection", name, req.method, req.target)
             self.failure = ConnectionAbortedError("the app did not finish its response")
         self._resolve()
 
-    def _quiet_error(self, error: BaseException) -> bool:
+    def _quiet(self, error: BaseException) -> bool:
         """Errors that only say the client went away (our ClientDisconnected let through, or a
-        cancellation after it): not the app's fault, not worth a log line."""
+        cancellation): not the app's fault, not worth a log line (spec 2.4)."""
         return isinstance(error, (ClientDisconnected, asyncio.CancelledError)) or (
             isinstance(error, OSError) and self._client_gone())
-
-    def _resolve(self) -> None:
-        done = self.done
-        if done is not None and not done.done():
-            done.set_result(None)
 
     def _client_gone(self) -> bool:
         if not self.gone and getattr(self.stream, "closing", False):
             self.gone = True
         return self.gone
 
-    def _lost(self) -> None:
-        self.gone = True
+    def _resolve(self) -> None:
+        done = self.done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def _completed(self) -> None:
         self.phase = DONE
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._resolve()
+        if self.waiter is not None:
+            self._wake()
+        if self.done is not None:
+            self._resolve()
 
     def _close_body(self) -> None:
-        it = self.body_iter
-        if it is not None:
-            self.body_iter = None
-            try:
-                it.aclose().send(None)  # suspended at a yield: closing it does not wait for anything
-            except (StopIteration, RuntimeError):
-                pass
+        it, self.body_iter = self.body_iter, None
+        try:
+            it.aclose().send(None)  # suspended at a yield: closing it does not wait for anything
+        except (StopIteration, RuntimeError):
+            pass
 
     # -- receive --------------------------------------------------------------------------------------
     async def receive(self) -> dict:
@@ -212,7 +195,7 @@ class HttpExchange:
             return _disconnect()
         if not self.body_done:
             return await self._read_body()
-        return await self._wait_disconnect()
+        return await self._wait_end()
 
     async def _read_body(self) -> dict:
         req = self.req
@@ -242,7 +225,7 @@ class HttpExchange:
             self.body_iter = None
         return {"type": "http.request", "body": chunk, "more_body": more}
 
-    async def _wait_disconnect(self) -> dict:
+    async def _wait_end(self) -> dict:
         """The body is all read: wait until the response is complete or the client goes away
         (a client closing its side now ends the exchange, as with other ASGI servers)."""
         abort_on_eof = getattr(self.stream, "abort_on_eof", None)
@@ -250,41 +233,40 @@ class HttpExchange:
             abort_on_eof()
         waiter = self.waiter
         if waiter is None or waiter.done():
-            waiter = self.waiter = self.handlet.loop.create_future()
+            waiter = self.waiter = self.handlet.loop.create_future()  # type: ignore[union-attr]
         await waiter
         return _disconnect()
 
     # -- send -----------------------------------------------------------------------------------------
     async def send(self, message: dict) -> None:
         kind = message["type"]
-        phase = self.phase
         if kind == "http.response.body":
-            if phase == HEAD:
-                if not message.get("more_body", False) and not self.trailers:
-                    await self._send_whole(message.get("body", b""))
-                    return
-                await self._stream(message.get("body", b""), message.get("more_body", False))
-            elif phase == BODY:
-                await self._stream(message.get("body", b""), message.get("more_body", False))
-            elif phase == DONE or phase == TRAILERS:
-                if self._client_gone():
+            if (self.phase == HEAD and not message.get("more_body", False) and not self.trailers
+                    and not self.resp.head_only):
+                # Start + one body message: the whole response in one write.
+                body = message.get("body", b"")
+                length = self.length
+                if length is not None and length != len(body) and self.resp.status >= 200 \
+                        and self.resp.status not in (204, 304):
+                    raise RuntimeError(f"ASGI app declared content-length {length} but sent {len(body)} bytes")
+                if self.gone:
                     raise ClientDisconnected("client went away")
-                if phase == TRAILERS:
-                    raise RuntimeError("ASGI app sent http.response.body after the last body message")
-            else:
-                raise RuntimeError("ASGI app sent http.response.body before http.response.start")
+                self.resp.send(body)
+                self._completed()
+                return
+            await self._body(message)
         elif kind == "http.response.start":
-            if phase != START:
-                raise RuntimeError("ASGI app sent http.response.start twice")
             self._start(message)
         elif kind == "http.response.trailers":
-            await self._send_trailers(message)
+            await self._trailers(message)
         elif kind == "http.response.pathsend":
             await self._pathsend(message)
         else:
             raise RuntimeError(f"ASGI app sent {kind!r} in the http scope")
 
     def _start(self, message: dict) -> None:
+        if self.phase != START:
+            raise RuntimeError("ASGI app sent http.response.start twice")
         resp = self.resp
         status = message["status"]
         if type(status) is not int or not 100 <= status <= 999:
@@ -292,20 +274,16 @@ class HttpExchange:
         resp.status = status
         out = resp.headers
         for raw, value in message.get("headers", ()):
-            name = _NAMES.get(raw) or _header_name(raw)
-            if _VALUE_BAD(value):
-                raise RuntimeError(f"ASGI app sent an invalid value for header {raw!r}")
-            if name == "content-type":
-                resp.content_type = value.decode("latin-1")
-            elif name == "content-length":
-                try:
-                    self.length = int(value)
-                except ValueError:
-                    raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}") from None
-            elif name in _DROPPED:
-                continue
-            else:
-                out.append((name, value.decode("latin-1")))
+            name, kind = response_name(raw)
+            text = response_value(value)
+            if kind == NORMAL:
+                out.append((name, text))
+            elif kind == CONTENT_TYPE:
+                resp.content_type = text
+            elif kind == CONTENT_LENGTH:
+                if not text.isdigit():
+                    raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}")
+                self.length = int(text)
         if message.get("trailers", False):
             # The body ends with the trailers message. Only a client that said "TE: trailers"
             # gets them (in a chunked body); for others they are accepted and dropped.
@@ -314,93 +292,86 @@ class HttpExchange:
             self.keep_trailers = te is not None and "trailers" in te.lower()
         self.phase = HEAD
 
-    async def _send_whole(self, body: bytes) -> None:
-        """Start + one body message: the whole response in one write."""
+    async def _body(self, message: dict) -> None:
+        """Any body message but the one-message response: stream it."""
+        phase = self.phase
+        if phase != HEAD and phase != BODY:
+            if self._client_gone():
+                raise ClientDisconnected("client went away")
+            if phase == START:
+                raise RuntimeError("ASGI app sent http.response.body before http.response.start")
+            if phase == TRAILERS:
+                raise RuntimeError("ASGI app sent http.response.body after its last body message")
+            return  # after the response is complete: ignored, as the spec says
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
         resp = self.resp
-        length = self.length
-        if resp.head_only:
-            # The app's Content-Length describes the body a GET would get: keep it.
-            if length is not None:
-                resp.set_length(length)
-            try:
-                await resp.echo(b"")
-                await resp.end()
-            except OSError:
-                self._on_write_error()
-            self._completed()
-            return
-        if length is not None and length != len(body) and resp.status not in (204, 304) and resp.status >= 200:
-            raise RuntimeError(f"ASGI app declared content-length {length} but sent {len(body)} bytes")
-        if self._client_gone():
+        if self.gone:
             raise ClientDisconnected("client went away")
-        resp.send(body)
-        self._completed()
-
-    async def _stream(self, body: bytes, more: bool) -> None:
-        resp = self.resp
         try:
-            if self.phase == HEAD:
+            if phase == HEAD:
                 if self.length is not None and not self.keep_trailers:
                     resp.set_length(self.length)
                 self.phase = BODY
-                await resp.echo(body)
+                await resp.echo(body)  # sends the head
             elif body:
                 await resp.echo(body)
         except OSError:
-            self._on_write_error()
+            self._write_failed()
         length = self.length
         if length is not None and not resp.head_only:
             self.sent += len(body)
             if self.sent > length:
                 raise RuntimeError(f"ASGI app sent more than its content-length of {length} bytes")
             if not more and self.sent < length:
-                raise RuntimeError(f"ASGI app sent {self.sent} of its content-length of {length} bytes")
+                raise RuntimeError(f"ASGI app sent {self.sent} bytes of its content-length of {length}")
         if not more:
             if self.trailers:
                 self.phase = TRAILERS
-                return
-            await self._end()
+            else:
+                await self._end()
 
     async def _end(self) -> None:
         try:
             await self.resp.end()
         except OSError:
-            self._on_write_error()
+            self._write_failed()
         self._completed()
 
-    def _on_write_error(self) -> None:
+    def _write_failed(self) -> None:
         self.gone = True
         raise ClientDisconnected("client went away")
 
-    async def _send_trailers(self, message: dict) -> None:
+    async def _trailers(self, message: dict) -> None:
         if self.phase != TRAILERS:
-            if self.phase == DONE and self._client_gone():
+            if self._client_gone():
                 raise ClientDisconnected("client went away")
-            raise RuntimeError("ASGI app sent http.response.trailers without trailers: true, or before the body ended")
+            if self.phase == DONE:
+                return
+            raise RuntimeError("ASGI app sent http.response.trailers before its last body message, "
+                               "or without trailers: true in http.response.start")
         if self.keep_trailers:
             resp = self.resp
             for raw, value in message.get("headers", ()):
-                name = _NAMES.get(raw) or _header_name(raw)
-                if _VALUE_BAD(value):
-                    raise RuntimeError(f"ASGI app sent an invalid value for trailer {raw!r}")
-                resp.add_trailer(name, value.decode("latin-1"))
+                resp.add_trailer(response_name(raw)[0], response_value(value))
         if not message.get("more_trailers", False):
             await self._end()
 
     async def _pathsend(self, message: dict) -> None:
         if self.phase != HEAD:
-            if self.phase == DONE and self._client_gone():
+            if self._client_gone():
                 raise ClientDisconnected("client went away")
             raise RuntimeError("ASGI app sent http.response.pathsend before http.response.start or after a body")
-        path = message["path"]
-        fd = os.open(path, _OPEN_FLAGS)   # a missing file is the app's error: 500, nothing is sent yet
+        if self.gone:
+            raise ClientDisconnected("client went away")
+        fd = os.open(message["path"], _OPEN_FLAGS)  # a missing file is the app's error: 500, nothing sent yet
         try:
             size = os.fstat(fd).st_size
             self.phase = BODY
             try:
                 await self.resp.send_fd(fd, 0, size)
             except OSError:  # the client is gone, or reads nothing (writeTimeout)
-                self._on_write_error()
+                self._write_failed()
         finally:
             os.close(fd)
         self._completed()

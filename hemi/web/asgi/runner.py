@@ -29,6 +29,12 @@ log = logging.getLogger("hemi.web.asgi")
 
 Done = Callable[["BaseException | None"], None]
 
+try:  # the C table behind asyncio.current_task(loop), read without a Python call
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover - other Pythons
+    _current_task = asyncio.current_task
+
 MAX_IDLE_HOSTS = 128   # hosts kept waiting for work; more than that exit once their app ends
 
 
@@ -52,7 +58,7 @@ class AppRunner:
         task = host.task
         ctx = self.context.copy()
         loop = self.loop
-        current = asyncio.current_task(loop)
+        current = _current_task(loop)
         if current is not None:  # e.g. a pipelined request started from an exchange's task
             _leave_task(loop, current)
         _enter_task(loop, task)

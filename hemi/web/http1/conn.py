@@ -48,7 +48,7 @@ class Http1Conn(asyncio.Protocol):
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
                  "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
-                 "eof_aborts")
+                 "eof_aborts", "upgraded")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -86,6 +86,7 @@ class Http1Conn(asyncio.Protocol):
         self.expect_pending = False  # the client waits for "100 Continue" before sending its body
         self.processing = False      # _process is on the stack: exchanges that end inline loop, not recurse
         self.eof_aborts = False      # the client's EOF gives the exchange up (abort_on_eof)
+        self.upgraded: asyncio.BaseProtocol | None = None  # the protocol that took the connection over
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -196,6 +197,10 @@ class Http1Conn(asyncio.Protocol):
         ``idle_grace`` seconds: its client may be sending a request at this very moment, and a
         close would fail it; that request is answered (with ``connection: close``) instead."""
         self.draining = True
+        upgraded_drain = getattr(self.upgraded, "drain", None)
+        if upgraded_drain is not None and not self.closing:
+            upgraded_drain()  # e.g. a WebSocket says "going away" and closes when its client answers
+            return
         if self.req is None and not self.closing:
             if idle_grace > 0:
                 self._set_deadline(idle_grace, "head")
@@ -642,6 +647,7 @@ class Http1Conn(asyncio.Protocol):
         connection (which then leaves its gate and cancels the handler's task). Returns the
         transport and the bytes the client sent past the request; the caller writes the 101."""
         rest = self.parser.take_buffer()
+        self.upgraded = protocol
         self.req = self.resp = None  # no exchange any more: a shutdown's drain() closes the tunnel
         self.deadline = 0.0
         self.transport.set_protocol(protocol)

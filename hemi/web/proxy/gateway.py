@@ -226,10 +226,16 @@ class GatewayProxy(Handlet):
         released = False
         try:
             try:
-                await self._send(conn, task, req, head, body, length)
+                if length is None:
+                    conn.write(head)  # no body: the whole request in one write
+                else:
+                    await self._send(conn, task, req, head, body, length)
                 reader = self.new_reader(req)
+                waits = self._waits
                 while reader.head is None:
-                    data = await self._recv(conn, task)
+                    waits[task] = self._loop.time() + self.recv_timeout
+                    data = await conn.read()
+                    del waits[task]
                     if not data:
                         if conn.requests > 1 and replayable and not reader.started:
                             raise _Retry()
@@ -290,10 +296,8 @@ class GatewayProxy(Handlet):
         del self._waits[task]
 
     async def _send(self, conn: BackendConn, task: asyncio.Task, req: "Request", head: bytes,
-                    body: BodyContent | None, length: int | None) -> None:
-        if length is None:
-            conn.write(head)
-            return
+                    body: BodyContent | None, length: int) -> None:
+        """The request head and its body (in memory, in a spooled file, or streamed as it arrives)."""
         if body is not None:
             if body.data is not None:
                 conn.writelines([head, self.frame_body(body.data), self.body_end])

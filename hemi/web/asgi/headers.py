@@ -1,0 +1,71 @@
+"""Headers between ASGI (lists of ``(bytes, bytes)``) and hemi (lower-case ``str`` names and
+``str`` values, latin-1 on the wire), for every scope type.
+
+Both directions are on the hot path. Request headers were parsed and checked by the codec, so
+they are only encoded. Response headers come from the app and are checked here — a name must
+be a token and a value must hold no control character but HTAB, or a response could be split
+— and names and short values seen once are remembered, already checked and decoded: apps send
+the same few headers again and again.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_name",
+           "response_value"]
+
+# What a response header name means to the server.
+NORMAL, CONTENT_TYPE, CONTENT_LENGTH, DROPPED = range(4)
+
+_SPECIAL = {"content-type": CONTENT_TYPE, "content-length": CONTENT_LENGTH}
+# The server frames the message and writes Date and Server itself.
+for _name in ("transfer-encoding", "connection", "keep-alive", "upgrade", "te", "date", "server",
+              "proxy-connection"):
+    _SPECIAL[_name] = DROPPED
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
+_NAMES: dict[bytes, tuple[str, int]] = {}
+_VALUES: dict[bytes, str] = {}
+MAX_CACHED = 4096       # entries per cache; beyond it, names and values are checked every time
+MAX_CACHED_VALUE = 64   # longer values (cookies, ETags, URLs) are rarely repeated
+
+
+def request_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """The request's headers for a scope. ``str.encode()`` (UTF-8) is the fast path and equals
+    latin-1 for ASCII; a value with obs-text bytes takes the latin-1 path."""
+    return [(k.encode(), v.encode() if v.isascii() else v.encode("latin-1")) for k, v in headers]
+
+
+def response_name(raw: bytes) -> tuple[str, int]:
+    """``(name, kind)`` for a header name an app sent; RuntimeError if it is not a token."""
+    entry = _NAMES.get(raw)
+    if entry is not None:
+        return entry
+    if type(raw) is not bytes:
+        raise RuntimeError(f"ASGI app sent a header name that is not bytes: {raw!r}")
+    low = raw.lower()
+    if not _TOKEN(low):
+        raise RuntimeError(f"ASGI app sent an invalid header name {raw!r}")
+    name = low.decode()
+    entry = (name, _SPECIAL.get(name, NORMAL))
+    if len(_NAMES) < MAX_CACHED:
+        _NAMES[raw] = entry
+    return entry
+
+
+def response_value(raw: bytes) -> str:
+    """A header value an app sent, as ``str``; RuntimeError if it holds a control character."""
+    value = _VALUES.get(raw)
+    if value is not None:
+        return value
+    if type(raw) is not bytes:
+        raise RuntimeError(f"ASGI app sent a header value that is not bytes: {raw!r}")
+    if _CTL(raw):
+        raise RuntimeError(f"ASGI app sent a header value with a control character: {raw!r}")
+    value = raw.decode() if raw.isascii() else raw.decode("latin-1")
+    if len(raw) <= MAX_CACHED_VALUE and len(_VALUES) < MAX_CACHED:
+        _VALUES[raw] = value
+    return value
