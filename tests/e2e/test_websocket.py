@@ -161,7 +161,8 @@ def test_close_code_is_echoed_and_hello_closes(g) -> None:  # type: ignore[no-un
     async def main() -> None:
         ws = await websockets.connect(ws_url(g, "/echo"))
         await ws.close(4000, "client says bye")
-        assert ws.close_rcvd is not None and (ws.close_rcvd.code, ws.close_rcvd.reason) == (4000, "client says bye")
+        rcvd = ws.protocol.close_rcvd
+        assert rcvd is not None and (rcvd.code, rcvd.reason) == (4000, "client says bye")
         async with websockets.connect(ws_url(g, "/hello")) as ws:
             assert await ws.recv() == "hello, websocket!"
             with pytest.raises(ConnectionClosed) as info:
@@ -466,13 +467,14 @@ def test_vanishing_clients_leave_no_task_or_fd(g) -> None:  # type: ignore[no-un
             socks = []
             for path in ("/echo", "/chat?name=x", "/asgi/wait", "/asgi/echo", "/fastapi/ws/r", "/proxy/echo"):
                 for mid_message in (False, True):
-                    sock, _ = raw_handshake(g.port, path)
+                    # (blocking sockets, in a thread: the upstream server runs on this loop)
+                    sock, _ = await asyncio.to_thread(raw_handshake, g.port, path)
                     sock.sendall(frame(0x1, b'{"text": "hi"}'))
                     if mid_message:  # the first frame of a message whose end never comes
                         sock.sendall(frame(0x1, b"half a mess", fin=False)[:-3])
                     socks.append(sock)
             await asyncio.sleep(0.3)
-            opened = debug_counts(g)
+            opened = await asyncio.to_thread(debug_counts, g)
             for sock in socks:  # gone without a close frame; half of them with a reset
                 if socks.index(sock) % 2:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

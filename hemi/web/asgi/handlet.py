@@ -30,7 +30,6 @@ from ...config.errors import ConfigError
 from ...core.registry import handlet
 from ..appload import AppLoadError, load_app
 from ..handlet import Handlet
-from .headers import request_headers
 from .http import HttpExchange
 from ..websocket.session import configure_limits
 from .lifespan import Lifespan, LifespanFailed
@@ -142,7 +141,9 @@ class AsgiHandlet(Handlet):
         return HttpExchange(self, req, resp).start(scope)
 
     def connection_scope(self, req: "Request", kind: str, scheme: str) -> dict:
-        """The keys ``http`` and ``websocket`` scopes share, built from the request."""
+        """The keys ``http`` and ``websocket`` scopes share, built from the request. Header
+        names are lower-case ASCII (the codec checked them); ``str.encode()`` (UTF-8) is the
+        fast path and equals latin-1 for ASCII values, obs-text takes the latin-1 path."""
         qs = req.query_string
         return {
             "type": kind,
@@ -153,9 +154,9 @@ class AsgiHandlet(Handlet):
             "raw_path": req.encoded_path.encode("latin-1"),
             "query_string": qs[1:].encode("latin-1") if qs else b"",
             "root_path": self.root_path,
-            "headers": request_headers(req.headers),
+            "headers": [(k.encode(), v.encode() if v.isascii() else v.encode("latin-1")) for k, v in req.headers],
             "client": req.peer,
-            "server": self._server_of(req),
+            "server": self._servers.get(getattr(req.stream, "gate", None)) or self._server_of(req),
             "state": self.state.copy(),
         }
 

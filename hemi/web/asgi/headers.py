@@ -1,8 +1,8 @@
 """Headers between ASGI (lists of ``(bytes, bytes)``) and hemi (lower-case ``str`` names and
 ``str`` values, latin-1 on the wire), for every scope type.
 
-Both directions are on the hot path. Request headers were parsed and checked by the codec, so
-they are only encoded. Response headers come from the app and are checked here — a name must
+Request headers were parsed and checked by the codec: the scope only encodes them
+(``AsgiHandlet.connection_scope``). Response headers come from the app and are checked here — a name must
 be a token and a value must hold no control character but HTAB, or a response could be split
 — and names and short values seen once are remembered, already checked and decoded: apps send
 the same few headers again and again.
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_name",
-           "response_value"]
+__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "response_name", "response_value"]
 
 # What a response header name means to the server.
 NORMAL, CONTENT_TYPE, CONTENT_LENGTH, DROPPED = range(4)
@@ -31,12 +30,6 @@ _NAMES: dict[bytes, tuple[str, int]] = {}
 _VALUES: dict[bytes, str] = {}
 MAX_CACHED = 4096       # entries per cache; beyond it, names and values are checked every time
 MAX_CACHED_VALUE = 64   # longer values (cookies, ETags, URLs) are rarely repeated
-
-
-def request_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """The request's headers for a scope. ``str.encode()`` (UTF-8) is the fast path and equals
-    latin-1 for ASCII; a value with obs-text bytes takes the latin-1 path."""
-    return [(k.encode(), v.encode() if v.isascii() else v.encode("latin-1")) for k, v in headers]
 
 
 def response_name(raw: bytes) -> tuple[str, int]:

@@ -36,7 +36,8 @@ import os
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from ..errors import HTTPError
-from .headers import CONTENT_LENGTH, CONTENT_TYPE, NORMAL, response_name, response_value
+from .headers import _NAMES, _VALUES, CONTENT_LENGTH, CONTENT_TYPE, NORMAL, response_name, response_value
+from .runner import SUSPENDED
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -93,16 +94,19 @@ class HttpExchange:
         """Call the app. True when the response is complete already (no task at all);
         otherwise an awaitable for the connection's task, done when the response is."""
         h = self.handlet
-        coro = h.asgi_app(scope, self.receive, self.send)
-        if h.runner.start(coro, self._app_ended) or self.phase == DONE:  # type: ignore[union-attr]
-            failure = self.failure
-            if failure is None:
-                return True
-            if isinstance(failure, HTTPError):
-                raise failure
-            return _raise(failure)  # an abort: the connection's exchange task handles it quietly
-        self.done = h.loop.create_future()  # type: ignore[union-attr]
-        return self._wait()
+        error = h.runner.start(h.asgi_app(scope, self.receive, self.send), self._app_ended)  # type: ignore[union-attr]
+        if error is SUSPENDED:
+            if self.phase != DONE:
+                self.done = h.loop.create_future()  # type: ignore[union-attr]
+                return self._wait()
+        elif error is not None or self.phase != DONE or self.body_iter is not None:
+            self._app_ended(error)
+        failure = self.failure
+        if failure is None:
+            return True
+        if isinstance(failure, HTTPError):
+            raise failure
+        return _raise(failure)  # an abort: the connection's exchange task handles it quietly
 
     async def _wait(self) -> bool:
         try:
@@ -252,11 +256,34 @@ class HttpExchange:
                 if self.gone:
                     raise ClientDisconnected("client went away")
                 self.resp.send(body)
-                self._completed()
+                self.phase = DONE
+                if self.waiter is not None or self.done is not None:
+                    self._completed()
                 return
             await self._body(message)
         elif kind == "http.response.start":
-            self._start(message)
+            if self.phase != START:
+                raise RuntimeError("ASGI app sent http.response.start twice")
+            resp = self.resp
+            status = message["status"]
+            if type(status) is not int or not 100 <= status <= 999:
+                raise RuntimeError(f"ASGI app sent an invalid status {status!r}")
+            resp.status = status
+            out = resp.headers
+            for raw, value in message.get("headers", ()):
+                name, what = _NAMES.get(raw) or response_name(raw)
+                text = _VALUES.get(value) or response_value(value)
+                if what == NORMAL:
+                    out.append((name, text))
+                elif what == CONTENT_TYPE:
+                    resp.content_type = text
+                elif what == CONTENT_LENGTH:
+                    if not text.isdigit():
+                        raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}")
+                    self.length = int(text)
+            if message.get("trailers", False):
+                self._expect_trailers()
+            self.phase = HEAD
         elif kind == "http.response.trailers":
             await self._trailers(message)
         elif kind == "http.response.pathsend":
@@ -264,33 +291,12 @@ class HttpExchange:
         else:
             raise RuntimeError(f"ASGI app sent {kind!r} in the http scope")
 
-    def _start(self, message: dict) -> None:
-        if self.phase != START:
-            raise RuntimeError("ASGI app sent http.response.start twice")
-        resp = self.resp
-        status = message["status"]
-        if type(status) is not int or not 100 <= status <= 999:
-            raise RuntimeError(f"ASGI app sent an invalid status {status!r}")
-        resp.status = status
-        out = resp.headers
-        for raw, value in message.get("headers", ()):
-            name, kind = response_name(raw)
-            text = response_value(value)
-            if kind == NORMAL:
-                out.append((name, text))
-            elif kind == CONTENT_TYPE:
-                resp.content_type = text
-            elif kind == CONTENT_LENGTH:
-                if not text.isdigit():
-                    raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}")
-                self.length = int(text)
-        if message.get("trailers", False):
-            # The body ends with the trailers message. Only a client that said "TE: trailers"
-            # gets them (in a chunked body); for others they are accepted and dropped.
-            self.trailers = True
-            te = self.req.header("te")
-            self.keep_trailers = te is not None and "trailers" in te.lower()
-        self.phase = HEAD
+    def _expect_trailers(self) -> None:
+        """The body ends with the trailers message. Only a client that said "TE: trailers"
+        gets them (in a chunked body); for others they are accepted and dropped."""
+        self.trailers = True
+        te = self.req.header("te")
+        self.keep_trailers = te is not None and "trailers" in te.lower()
 
     async def _body(self, message: dict) -> None:
         """Any body message but the one-message response: stream it."""

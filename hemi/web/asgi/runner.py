@@ -51,9 +51,10 @@ class AppRunner:
         self.closed = False
         self._quiet: asyncio.Future | None = None   # resolved when busy drops to 0
 
-    def start(self, coro: Coroutine[Any, Any, Any], done: Done) -> bool:
-        """Run ``coro`` until it first waits. True: it has ended and ``done(error)`` has been
-        called; False: a host drives it on and calls ``done(error)`` when it ends."""
+    def start(self, coro: Coroutine[Any, Any, Any], done: Done) -> Any:
+        """Run ``coro`` until it first waits. If it ends within that step, return what it
+        raised (None: it returned); else return :data:`SUSPENDED`: a host drives it on and
+        calls ``done(error)`` when it ends."""
         host = self.idle.pop() if self.idle else _Host(self)
         task = host.task
         ctx = self.context.copy()
@@ -62,24 +63,21 @@ class AppRunner:
         if current is not None:  # e.g. a pipelined request started from an exchange's task
             _leave_task(loop, current)
         _enter_task(loop, task)
-        error: BaseException | None = None
         try:
             yielded = ctx.run(coro.send, None)
         except StopIteration:
-            yielded = _ENDED
-        except BaseException as e:  # noqa: B036 - the app's failure is reported through done()
-            yielded, error = _ENDED, e
+            self.idle.append(host)
+            return None
+        except BaseException as e:  # noqa: B036 - the app's failure goes to the exchange
+            self.idle.append(host)
+            return e
         finally:
             _leave_task(loop, task)
             if current is not None:
                 _enter_task(loop, current)
-        if yielded is _ENDED:
-            self.idle.append(host)
-            done(error)
-            return True
         self.busy += 1
         host.adopt(coro, ctx, yielded, done)
-        return False
+        return SUSPENDED
 
     def _host_ended_job(self, host: "_Host") -> bool:
         """Bookkeeping when a host's app ends; True if the host should wait for more work."""
@@ -110,7 +108,7 @@ class AppRunner:
         self.idle.clear()
 
 
-_ENDED = object()
+SUSPENDED = object()   # AppRunner.start: the app waits; a host drives it on
 
 
 class _Host:
