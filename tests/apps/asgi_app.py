@@ -62,7 +62,8 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         await _lifespan(scope, receive, send)
         return
     assert scope["type"] == "http"
-    route = ROUTES.get(scope["path"][len(scope["root_path"]):]) or ROUTES.get(scope["path"])
+    path = scope["path"][len(scope["root_path"]):]
+    route = ROUTES.get(path) or (scope_route if path.startswith("/scope") else None)
     if route is None:
         await _reply(send, 404, b"no such route")
         return

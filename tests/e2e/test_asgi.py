@@ -24,7 +24,7 @@ stage {{
         rule $path ^= "/mnt/" {{ asgi {{ .app = "asgi_app:app" .appDir = "@APPS@" .rootPath = "/mnt" }} }}
         rule {{ asgi {{ .app = "asgi_app:app" .appDir = "@APPS@" }} }}
     }}
-    httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("a") }}
+    httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("a") .maxContentSize = 2M }}
 }}
 """.replace("@APPS@", str(APPS))
 
@@ -120,6 +120,16 @@ def test_streamed_request_body(g) -> None:
                      "sha256": hashlib.sha256(b"x" * 100).hexdigest()}
     empty = httpx.get(g.url("/echo")).json()
     assert empty["messages"] == 1 and empty["size"] == 0
+
+
+def test_body_over_the_server_limit_is_413(g) -> None:
+    def upload():
+        for _ in range(48):
+            yield b"x" * 65536  # 3 MiB, chunked: the limit is found while the app reads
+
+    r = httpx.post(g.url("/echo"), content=upload())
+    assert r.status_code == 413
+    assert httpx.get(g.url("/scope")).status_code == 200
 
 
 def test_streamed_response(g) -> None:

@@ -58,12 +58,13 @@ QUEUE_HIGH = 1 << 20       # queued message bytes above which reading pauses...
 QUEUE_LOW = 256 << 10      # ...until the app has taken the queue below this
 QUEUE_MAX_MESSAGES = 4096  # (many tiny messages count too)
 SMALL_FRAME = 16 << 10     # frames up to this size are written as one joined bytes object
+FAST_FRAME = 64 << 10      # whole frames up to this size are parsed here; larger ones stream through wsproto
 
 OPEN, CLOSING, CLOSED = 0, 1, 2
 _QUEUE_FULL, _WRITE_PAUSED, _NOT_READY = 1, 2, 4   # why reading is paused (bits)
 
 # Close codes (RFC 6455 §7.4.1).
-NORMAL, GOING_AWAY, PROTOCOL_ERROR, NO_STATUS, ABNORMAL, INTERNAL_ERROR = 1000, 1001, 1002, 1005, 1006, 1011
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, NO_STATUS, ABNORMAL, INVALID_DATA, INTERNAL_ERROR = 1000, 1001, 1002, 1005, 1006, 1007, 1011
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,15 @@ class ConnectionClosed(ConnectionResetError):
         super().__init__(f"WebSocket closed ({code})" if code else "WebSocket closed")
         self.code = code
         self.reason = reason
+
+
+def unmask(data: bytes, mask: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated: one big-integer XOR instead of a loop."""
+    n = len(data)
+    if not n:
+        return b""
+    key = int.from_bytes(mask * (n >> 2) + mask[:n & 3], "little")
+    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
 
 
 def encode_frame(opcode: int, payload: bytes) -> tuple[bytes, bytes | None]:
@@ -150,6 +160,9 @@ class WebSocketSession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._early = b""
         self._early_eof = False
+        self._buf = b""                # a small frame not complete yet
+        self._slow_remaining = 0       # bytes of the current frame still to pass to wsproto
+        self._fragmented = False       # wsproto holds a fragmented message: its frames all go there
         periods = [p for p in (limits.idle_timeout, limits.ping_interval) if p > 0]
         self.tick = min(5.0, max(0.05, min(periods) / 4)) if periods else 0.0
 
@@ -184,12 +197,74 @@ class WebSocketSession(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        """Split the input into frames. The common frame — a whole, unfragmented, uncompressed
+        text or binary message of up to ``FAST_FRAME`` bytes — is unmasked and delivered here;
+        every other frame (control frames, fragments, compressed or large messages, anything
+        malformed) is streamed through wsproto, in order, and wsproto's events are handled
+        before the next frame is looked at."""
         if self.state == CLOSED or self.failed:
             return  # closing: what arrives is dropped
         self.reads += 1
         self.bytes_in += len(data)
+        buf = self._buf + data if self._buf else data
+        self._buf = b""
+        size = len(buf)
+        pos = 0
+        limit = min(FAST_FRAME, self.limits.max_message_size)
+        while pos < size:
+            remaining = self._slow_remaining
+            if remaining:
+                end = pos + remaining if remaining < size - pos else size
+                self._slow_remaining = remaining - (end - pos)
+                self.codec.receive_data(buf[pos:end])
+                pos = end
+                self._process_events()
+                if self.state == CLOSED or self.failed:
+                    return
+                continue
+            if size - pos < 2:
+                break
+            b0, b1 = buf[pos], buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            opcode = b0 & 0x0F
+            if ((b0 & 0xF0) == 0x80 and (opcode == 1 or opcode == 2) and b1 & 0x80 and n <= limit
+                    and not self._fragmented and self.state == OPEN):
+                start = pos + head + 4
+                end = start + n
+                if end > size:
+                    break  # the rest of this (small) frame is still on its way
+                payload = unmask(buf[start:end], buf[start - 4:start])
+                pos = end
+                if opcode == 1:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self._fail(INVALID_DATA, "")
+                        return
+                    self._deliver(text)
+                else:
+                    self._deliver(payload)
+                if self.state == CLOSED or self.failed:
+                    return
+                continue
+            # Any other frame goes to wsproto whole, from its first byte to its last.
+            if opcode < 8:
+                self._fragmented = not b0 & 0x80
+            self._slow_remaining = head + (4 if b1 & 0x80 else 0) + n
+        if pos < size:
+            self._buf = buf[pos:]  # at most a small frame: larger ones are streamed
+
+    def _process_events(self) -> None:
         codec = self.codec
-        codec.receive_data(data)
         for event in codec.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
