@@ -1,7 +1,9 @@
 """ASGI benchmark: gorox's ``asgi`` handlet against uvicorn (uvloop + httptools) and granian
 (ASGI interface), the same apps, one worker each, in one run.
 
-Two apps: a raw ASGI hello (``/hello``) and a FastAPI JSON endpoint (``/json``). Each server runs
+Two apps: a raw ASGI hello (``/hello``) and a FastAPI JSON endpoint (``/json``); for the hello
+case the same gorox also answers from a ``.returnText`` rule ("gorox-text"), the floor that
+shows what the HTTP server costs by itself. Each server runs
 pinned to CPU 0 (granian's threads too); wrk -t1 -c50 runs pinned to CPU 1. Rounds interleave
 the servers and medians are reported, with the server's CPU time per request (from
 /proc/<pid>/stat over the server's process tree), which is steadier than requests/s on a
@@ -59,12 +61,20 @@ async def json_endpoint():
 }
 
 CASES = {"hello": ("hello_app:app", "/hello"), "fastapi": ("fastapi_app:app", "/json")}
+# The floor: the same gorox answering from a rule (.returnText), no ASGI at all. What the ASGI
+# layer costs is the difference; what is left is the HTTP server's own cost per request.
+FLOOR = "gorox-text"
 
 GOROX_CONF = '''
 stage {{
     app "bench" {{
         .hostnames = ("*")
         .accessLog = false
+        rule $path == "/text" {{
+            .returnCode = 200
+            .returnType = "text/plain; charset=utf-8"
+            .returnText = "hello, world!"
+        }}
         rule {{ asgi {{ .app = "{app}" .appDir = "{tmp}" }} }}
     }}
     httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("bench") }}
@@ -74,8 +84,8 @@ stage {{
 
 def command(server: str, app: str, port: int, tmp: Path, case: str) -> list[str]:
     pin = ["taskset", "-c", "0"]
-    if server == "gorox":
-        conf = tmp / f"gorox-{case}.conf"
+    if server in ("gorox", FLOOR):
+        conf = tmp / f"{server}-{case}.conf"
         conf.write_text(GOROX_CONF.format(app=app, tmp=tmp, port=port))
         return pin + [sys.executable, "-m", "gorox", "serve", "-single", "-config", str(conf), "-base", str(tmp)]
     if server == "uvicorn":
@@ -117,7 +127,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--cases", default="hello,fastapi")
-    ap.add_argument("--servers", default="gorox,uvicorn,granian")
+    ap.add_argument("--servers", default=f"gorox,uvicorn,granian,{FLOOR}")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     for tool in ("wrk", "taskset"):
@@ -136,18 +146,25 @@ def main() -> int:
         for case in cases:
             app, _ = CASES[case]
             for server in servers:
+                if server == FLOOR and case != "hello":
+                    continue
                 port = free_port()
                 procs[case, server] = (subprocess.Popen(command(server, app, port, tmp, case), cwd=tmp, env=env,
                                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
         for (case, server), (proc, port) in procs.items():
             wait_port(port)
         for case in cases:
-            path = CASES[case][1]
-            for server in servers:  # warm-up
-                wrk(f"http://127.0.0.1:{procs[case, server][1]}{path}", 1, args.conns)
+            here = [s for s in servers if (case, s) in procs]
+
+            def path_of(server: str) -> str:
+                return "/text" if server == FLOOR else CASES[case][1]
+
+            for server in here:  # warm-up
+                wrk(f"http://127.0.0.1:{procs[case, server][1]}{path_of(server)}", 1, args.conns)
             for _ in range(args.rounds):
-                for server in servers:
+                for server in here:
                     proc, port = procs[case, server]
+                    path = path_of(server)
                     before = tree_cpu(proc.pid)
                     r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.conns)
                     cpu = tree_cpu(proc.pid) - before
@@ -174,9 +191,12 @@ def main() -> int:
         print(f"  {case}: " + ", ".join(f"{s} {v['rps']:.0f} ({v['cpu_us']:.1f} us)" for s, v in m.items()))
         if "gorox" in m:
             for other in m:
-                if other != "gorox":
+                if other not in ("gorox", FLOOR):
                     print(f"    gorox / {other}: {m['gorox']['rps'] / m[other]['rps']:.2f}x requests/s, "
                           f"{m[other]['cpu_us'] / m['gorox']['cpu_us']:.2f}x less CPU per request")
+            if FLOOR in m:
+                print(f"    the ASGI layer costs {m['gorox']['cpu_us'] - m[FLOOR]['cpu_us']:.1f} us per request over "
+                      f"gorox's floor ({m[FLOOR]['cpu_us']:.1f} us: a .returnText rule)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": medians}, indent=1))

@@ -87,9 +87,9 @@ class EchoClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(f"GET /echo HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\nupgrade: websocket\r\n"  # type: ignore[attr-defined]
-                        f"connection: Upgrade\r\nsec-websocket-key: {key}\r\nsec-websocket-version: 13\r\n\r\n"
-                        .encode())
+        self.transport.write(  # type: ignore[union-attr]
+            f"GET /echo HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+            f"sec-websocket-key: {key}\r\nsec-websocket-version: 13\r\n\r\n".encode())
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data

@@ -13,11 +13,12 @@ A rule that holds socklets answers WebSocket upgrades (see :mod:`hemi.web.rule`)
 
     rule $path == "/chat" { chatRoom { .maxMessageSize = 64K } }
 
-Each callback may be a plain method or a coroutine. When all three are plain, messages are
-handled inline as they are parsed: no task and no future per connection or per message (the
-fast path ``echoSocklet`` uses). Otherwise one task per connection runs the callbacks in
-order: a message is handled after the previous one's handler has finished, and reading
-pauses while messages pile up.
+Each callback may be a plain method or a coroutine. When all are plain, the handshake and
+every message are handled inline as they are parsed: no task and no future per connection or
+per message (the fast path ``echoSocklet`` uses). Otherwise one task per connection runs the
+callbacks in order: a message is handled after the previous one's handler has finished, and
+reading pauses while messages pile up. A client that vanishes without a close handshake
+cancels the callback in progress; ``on_close`` is always called, last.
 
 ``ws.send(data)`` writes at once and returns an awaitable that an async handler may await to
 wait for a slow client. ``ws.close(code, reason)`` starts the close handshake; ``on_close``
@@ -41,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Awaitable
 from ..core.registry import socklet
 from .handlet import Socklet
 from .websocket.handshake import Offer, check_upgrade, negotiate
-from .websocket.session import INTERNAL_ERROR, NORMAL, ConnectionClosed, Limits, WebSocketSession, accept, configure_limits
+from .websocket.session import (INTERNAL_ERROR, NORMAL, ConnectionClosed, Limits, WebSocketSession, accept,
+                                configure_limits)
 
 if TYPE_CHECKING:
     from .exchange import Request, Response
@@ -106,6 +108,7 @@ class AppSocklet(Socklet):
         self.subprotocols = tuple(names)
         cls = type(self)
         self._inline = not any(_is_async(getattr(cls, m)) for m in ("on_connect", "on_open", "on_message", "on_close"))
+        self._tasks: set[asyncio.Task] = set()   # connections of async callbacks
 
     # -- what a subclass writes ----------------------------------------------------------------------
     def on_connect(self, req: "Request") -> None | Awaitable[None]:
@@ -128,26 +131,19 @@ class AppSocklet(Socklet):
         pass
 
     # -- serving -------------------------------------------------------------------------------------
-    def serve(self, req: "Request", resp: "Response") -> Awaitable[bool]:
-        # A coroutine even for plain socklets: the HTTP connection runs it in a task, after it
-        # has stopped parsing, so the connection can be taken over cleanly. The task ends with
-        # the handshake when the callbacks are plain.
-        return self._serve(req, resp, check_upgrade(req))
+    def serve(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
+        offer = check_upgrade(req)
+        if self._inline:  # plain callbacks: the handshake and every message inline, no task at all
+            self.on_connect(req)
+            self._run_inline(self._accept(req, resp, offer))
+            return True
+        return self._serve_async(req, resp, offer)
 
-    async def _serve(self, req: "Request", resp: "Response", offer: Offer) -> bool:
-        result = self.on_connect(req)
-        if inspect.isawaitable(result):
-            await result
+    def _accept(self, req: "Request", resp: "Response", offer: Offer) -> WebSocket:
         sub = self.select_subprotocol(req, offer.subprotocols)
         limits = self.limits
         agreement = negotiate(offer, sub, compression=limits.compression, max_message_size=limits.max_message_size)
-        session = accept(req, resp, offer, agreement, limits)
-        ws = WebSocket(session, req, sub, self)
-        if self._inline:
-            self._run_inline(ws)
-        else:
-            await self._run_async(ws)
-        return True
+        return WebSocket(accept(req, resp, offer, agreement, limits), req, sub, self)
 
     def _run_inline(self, ws: WebSocket) -> None:
         session = ws.session
@@ -157,47 +153,72 @@ class AppSocklet(Socklet):
         except Exception:
             log.exception("socklet %s: on_open failed", self.name)
             session.close(INTERNAL_ERROR, "internal error")
-            return
-        session.on_message = lambda data: self.on_message(ws, data)
+        else:
+            session.on_message = lambda data: self.on_message(ws, data)
         session.resume()
 
+    async def _serve_async(self, req: "Request", resp: "Response", offer: Offer) -> bool:
+        result = self.on_connect(req)
+        if inspect.isawaitable(result):
+            await result
+        ws = self._accept(req, resp, offer)
+        # The callbacks run in a task of their own, not the exchange's: the HTTP connection
+        # cancels that one when the transport closes, even after a clean close handshake.
+        task = asyncio.get_running_loop().create_task(self._run_async(ws), name=f"socklet {self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
     async def _run_async(self, ws: WebSocket) -> None:
+        """Callbacks in order: on_open, on_message per message, on_close. A client that
+        vanishes (no close handshake) cancels the callback in progress; on_close always runs."""
         session = ws.session
+        me = asyncio.current_task()
+        busy = False
+
+        def lost() -> None:
+            if busy and me is not None:
+                me.cancel()
+        session.on_lost = lost
         session.resume()
         try:
+            busy = True
             result = self.on_open(ws)
             if inspect.isawaitable(result):
                 await result
+            busy = False
             while (data := await session.receive()) is not None:
+                busy = True
                 result = self.on_message(ws, data)
                 if inspect.isawaitable(result):
                     await result
+                busy = False
         except asyncio.CancelledError:
-            if not session.swallow_cancel():  # not the client leaving (a shutdown): pass it on
-                session.abort()
+            if not (session.lost and me is not None and me.cancelling()):
+                session.abort()  # not the client leaving (a shutdown): pass it on
                 raise
+            me.uncancel()
         except ConnectionClosed:
             pass  # a send after the client left: the close is reported below
         except Exception:
             log.exception("socklet %s failed", self.name)
             session.close(INTERNAL_ERROR, "internal error")
-        # The handler may return with the connection open: close it; on_close follows the answer.
-        session.close(NORMAL, "")
-        try:
-            code, reason = await session.wait_closed()
-        except asyncio.CancelledError:
-            if not session.swallow_cancel():
-                raise
-            code, reason = session.close_code or 1006, session.close_reason
+        busy = False
+        session.close(NORMAL, "")  # returned with the connection open: close it; on_close follows the answer
+        code, reason = await session.wait_closed()
         try:
             result = self.on_close(ws, code, reason)
             if inspect.isawaitable(result):
                 await result
-        except asyncio.CancelledError:
-            if not session.swallow_cancel():
-                raise
         except Exception:
             log.exception("socklet %s: on_close failed", self.name)
+
+    async def on_shutdown(self) -> None:
+        # Servers shut down first, closing every WebSocket: what still runs is cancelled.
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @socklet("echoSocklet")

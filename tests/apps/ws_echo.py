@@ -69,7 +69,8 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
             pass
         return
     else:
-        await send({"type": "websocket.accept", "subprotocol": "echo" if "echo" in scope.get("subprotocols", ()) else None})
+        offered = scope.get("subprotocols", ())
+        await send({"type": "websocket.accept", "subprotocol": "echo" if "echo" in offered else None})
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":

@@ -47,6 +47,7 @@ stage {{
         rule $path == "/ping" {{ echoSocklet {{ .pingInterval = 300ms .idleTimeout = 0s }} }}
         rule $path == "/hello" {{ helloSocklet {{ }} }}
         rule $path == "/chat" {{ chatRoom {{ .maxMessageSize = 4K }} }}
+        rule $path == "/async" {{ testAsyncSocklet {{ }} }}
         rule $path ^= "/proxy/" {{ sock1Proxy {{ .toBackend = "up" .maxMessageSize = 256K }} }}
         rule $path ^= "/asgi/" {{ asgi {{ .app = "ws_echo:app" .appDir = "{apps}" .maxMessageSize = 64K }} }}
         rule $path ^= "/fastapi/" {{ asgi {{ .app = "fastapi_ws:app" .appDir = "{apps}" }} }}
@@ -57,9 +58,39 @@ stage {{
 """.replace("{apps}", str(APPS))
 
 # The chat room lives in the repository's apps/; gorox imports ``apps`` from its base directory.
+# The shim adds a socklet with coroutine callbacks (the task-per-connection path).
 APPS_SHIM = f'''
+import asyncio
 __path__.append({str(ROOT / "apps")!r})
 from . import chat  # noqa: E402,F401
+from hemi.core.registry import socklet  # noqa: E402
+from hemi.web.errors import HTTPError  # noqa: E402
+from hemi.web.socklet import AppSocklet  # noqa: E402
+
+CLOSES = []
+
+
+@socklet("testAsyncSocklet")
+class TestAsyncSocklet(AppSocklet):
+    async def on_connect(self, req):
+        if req.query("token") != "good":
+            raise HTTPError(403, "bad token")
+
+    async def on_open(self, ws):
+        await asyncio.sleep(0.01)
+        await ws.send("welcome")
+
+    async def on_message(self, ws, data):
+        if data == "closes?":
+            await ws.send(repr(CLOSES))
+        elif data == "slow":
+            await asyncio.sleep(30)       # the client leaves meanwhile: this is cancelled
+        else:
+            await ws.send(data.upper() if isinstance(data, str) else data[::-1])
+
+    async def on_close(self, ws, code, reason):
+        await asyncio.sleep(0)
+        CLOSES.append(code)
 '''
 
 
@@ -330,6 +361,34 @@ def test_chat_room_broadcasts_between_three_clients(g) -> None:  # type: ignore[
     run(main())
 
 
+def test_async_socklet_callbacks(g) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        with pytest.raises(InvalidStatus) as refused:            # on_connect raised HTTPError(403)
+            await websockets.connect(ws_url(g, "/async?token=bad"))
+        assert refused.value.response.status_code == 403
+        async with websockets.connect(ws_url(g, "/async?token=good")) as ws:
+            assert await ws.recv() == "welcome"
+            await ws.send("shout")
+            assert await ws.recv() == "SHOUT"
+            await ws.send(b"abc")
+            assert await ws.recv() == b"cba"
+            await ws.close(4005, "done here")
+        sock, rest = raw_handshake(g.port, "/async?token=good")   # leaves while a handler awaits
+        sock.sendall(frame(0x1, b"slow"))
+        time.sleep(0.1)
+        sock.close()
+        async with websockets.connect(ws_url(g, "/async?token=good")) as ws:
+            assert await ws.recv() == "welcome"
+            for _ in range(50):
+                await ws.send("closes?")
+                closes = await ws.recv()
+                if "1006" in closes:
+                    break
+                await asyncio.sleep(0.05)
+            assert closes == "[4005, 1006]", closes
+    run(main())
+
+
 # -- sock1Proxy in front of a real websockets server -------------------------------------------------------
 async def upstream_handler(ws: Any) -> None:
     path = ws.request.path
@@ -465,7 +524,8 @@ def test_vanishing_clients_leave_no_task_or_fd(g) -> None:  # type: ignore[no-un
     async def vanish_round() -> None:
         async with ws_serve(upstream_handler, "127.0.0.1", g.ports[1]):
             socks = []
-            for path in ("/echo", "/chat?name=x", "/asgi/wait", "/asgi/echo", "/fastapi/ws/r", "/proxy/echo"):
+            for path in ("/echo", "/chat?name=x", "/async?token=good", "/asgi/wait", "/asgi/echo", "/fastapi/ws/r",
+                         "/proxy/echo"):
                 for mid_message in (False, True):
                     # (blocking sockets, in a thread: the upstream server runs on this loop)
                     sock, _ = await asyncio.to_thread(raw_handshake, g.port, path)
@@ -479,7 +539,7 @@ def test_vanishing_clients_leave_no_task_or_fd(g) -> None:  # type: ignore[no-un
                 if socks.index(sock) % 2:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
-            assert opened["fds"] >= 12
+            assert opened["fds"] >= 14
     run(vanish_round())                      # warm-up: pools and caches the process keeps
     before = settle(g, lambda c: True)
     run(vanish_round())

@@ -55,8 +55,7 @@ class AppRunner:
         """Run ``coro`` until it first waits. If it ends within that step, return what it
         raised (None: it returned); else return :data:`SUSPENDED`: a host drives it on and
         calls ``done(error)`` when it ends."""
-        idle = self.idle
-        host = idle[-1] if idle else _Host(self)
+        host = self.idle.pop() if self.idle else _Host(self)
         task = host.task
         ctx = self.context.copy()
         loop = self.loop
@@ -67,19 +66,15 @@ class AppRunner:
         try:
             yielded = ctx.run(coro.send, None)
         except StopIteration:
-            if not idle:
-                idle.append(host)
+            self.idle.append(host)
             return None
         except BaseException as e:  # noqa: B036 - the app's failure goes to the exchange
-            if not idle:
-                idle.append(host)
+            self.idle.append(host)
             return e
         finally:
             _leave_task(loop, task)
             if current is not None:
                 _enter_task(loop, current)
-        if idle and idle[-1] is host:
-            idle.pop()
         self.busy += 1
         host.adopt(coro, ctx, yielded, done)
         return SUSPENDED

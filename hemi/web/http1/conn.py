@@ -291,6 +291,8 @@ class Http1Conn(asyncio.Protocol):
                     return
                 if type(event) is RequestHead:
                     self._start_exchange(event)
+                    if self.upgraded is not None:
+                        return  # the exchange took the connection over (an accepted Upgrade)
                 else:  # pragma: no cover - the codec never yields body events while idle
                     self._reject(400, "unexpected data")
                     return

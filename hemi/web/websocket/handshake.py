@@ -45,7 +45,7 @@ class Offer:
 
     key: str
     subprotocols: list[str] = field(default_factory=list)
-    extensions: list[str] = field(default_factory=list)   # raw offers, e.g. "permessage-deflate; client_max_window_bits"
+    extensions: list[str] = field(default_factory=list)   # raw offers: "permessage-deflate; client_max_window_bits"
 
 
 def comma_list(values: Iterable[str]) -> list[str]:

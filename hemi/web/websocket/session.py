@@ -58,13 +58,14 @@ QUEUE_HIGH = 1 << 20       # queued message bytes above which reading pauses...
 QUEUE_LOW = 256 << 10      # ...until the app has taken the queue below this
 QUEUE_MAX_MESSAGES = 4096  # (many tiny messages count too)
 SMALL_FRAME = 16 << 10     # frames up to this size are written as one joined bytes object
-FAST_FRAME = 64 << 10      # whole frames up to this size are parsed here; larger ones stream through wsproto
+FAST_FRAME = 64 << 10      # whole frames up to this size are parsed here, the rest by wsproto
 
 OPEN, CLOSING, CLOSED = 0, 1, 2
 _QUEUE_FULL, _WRITE_PAUSED, _NOT_READY = 1, 2, 4   # why reading is paused (bits)
 
 # Close codes (RFC 6455 §7.4.1).
-NORMAL, GOING_AWAY, PROTOCOL_ERROR, NO_STATUS, ABNORMAL, INVALID_DATA, INTERNAL_ERROR = 1000, 1001, 1002, 1005, 1006, 1007, 1011
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, NO_STATUS, ABNORMAL = 1000, 1001, 1002, 1005, 1006
+INVALID_DATA, INTERNAL_ERROR = 1007, 1011
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class WebSocketSession(asyncio.Protocol):
         self.notified = False          # on_closed has been called
         self.on_message: Callable[[str | bytes], None] | None = None
         self.on_closed: Callable[[int, str], None] | None = None
+        self.on_lost: Callable[[], None] | None = None   # the connection ended without a close handshake
         self.queue: deque[str | bytes] = deque()
         self.queued = 0
         self._parts: list[Any] = []
@@ -160,7 +162,8 @@ class WebSocketSession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._early = b""
         self._early_eof = False
-        self._buf = b""                # a small frame not complete yet
+        self._buf = b""                # the start of a frame header
+        self._out: list[bytes | bytearray] | None = None   # the write batch, while a read is handled
         self._slow_remaining = 0       # bytes of the current frame still to pass to wsproto
         self._fragmented = False       # wsproto holds a fragmented message: its frames all go there
         periods = [p for p in (limits.idle_timeout, limits.ping_interval) if p > 0]
@@ -198,14 +201,21 @@ class WebSocketSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Split the input into frames. The common frame — a whole, unfragmented, uncompressed
-        text or binary message of up to ``FAST_FRAME`` bytes — is unmasked and delivered here;
-        every other frame (control frames, fragments, compressed or large messages, anything
-        malformed) is streamed through wsproto, in order, and wsproto's events are handled
-        before the next frame is looked at."""
+        text or binary message of up to ``FAST_FRAME`` bytes, all of it received — is unmasked
+        and delivered here; every other frame (control frames, fragments, compressed or large
+        messages, frames split across reads, anything malformed) is streamed through wsproto,
+        in order, and wsproto's events are handled before the next frame is looked at."""
         if self.state == CLOSED or self.failed:
             return  # closing: what arrives is dropped
         self.reads += 1
         self.bytes_in += len(data)
+        self._out = []  # what handlers send now goes out in one write (pipelined messages)
+        try:
+            self._receive(data)
+        finally:
+            self._flush()
+
+    def _receive(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
         self._buf = b""
         size = len(buf)
@@ -241,7 +251,9 @@ class WebSocketSession(asyncio.Protocol):
                 start = pos + head + 4
                 end = start + n
                 if end > size:
-                    break  # the rest of this (small) frame is still on its way
+                    # Not all here: stream it through wsproto, which checks UTF-8 as it comes.
+                    self._slow_remaining = end - pos
+                    continue
                 payload = unmask(buf[start:end], buf[start - 4:start])
                 pos = end
                 if opcode == 1:
@@ -261,7 +273,7 @@ class WebSocketSession(asyncio.Protocol):
                 self._fragmented = not b0 & 0x80
             self._slow_remaining = head + (4 if b1 & 0x80 else 0) + n
         if pos < size:
-            self._buf = buf[pos:]  # at most a small frame: larger ones are streamed
+            self._buf = buf[pos:]  # the start of a frame header (at most 13 bytes)
 
     def _process_events(self) -> None:
         codec = self.codec
@@ -298,7 +310,11 @@ class WebSocketSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._closed(ABNORMAL, "")
+        if not self.notified:  # gone without a close handshake
+            self._closed(ABNORMAL, "")
+            on_lost, self.on_lost = self.on_lost, None
+            if on_lost is not None:
+                on_lost()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -369,11 +385,30 @@ class WebSocketSession(asyncio.Protocol):
                 self._recv_waiter = None
 
     # -- outgoing ------------------------------------------------------------------------------------
-    def _write(self, data: bytes | bytearray) -> None:
+    def _write(self, data: bytes | bytearray, more: bytes | None = None) -> None:
+        """Write ``data`` (and ``more``): at once, or, while a read is being handled, into
+        the batch that goes out in one write when it is done."""
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            self.bytes_out += len(data)
+        if transport is None or transport.is_closing():
+            return
+        self.bytes_out += len(data) if more is None else len(data) + len(more)
+        out = self._out
+        if out is not None:
+            out.append(data)
+            if more is not None:
+                out.append(more)
+        elif more is None:
             transport.write(data)
+        else:
+            transport.writelines((data, more))
+
+    def _flush(self) -> None:
+        out = self._out
+        self._out = None
+        if out:
+            transport = self.transport
+            if not transport.is_closing():
+                transport.write(out[0]) if len(out) == 1 else transport.writelines(out)
 
     def send(self, data: str | bytes) -> Awaitable[None]:
         """Send one message (str: text, bytes: binary). Returns an awaitable that is done when
@@ -383,19 +418,10 @@ class WebSocketSession(asyncio.Protocol):
         self.msgs += 1
         if self.compressed:
             self._write(self.codec.send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)))
+        elif isinstance(data, str):
+            self._write(*encode_frame(0x1, data.encode("utf-8")))
         else:
-            if isinstance(data, str):
-                head, rest = encode_frame(0x1, data.encode("utf-8"))
-            else:
-                head, rest = encode_frame(0x2, bytes(data) if not isinstance(data, bytes) else data)
-            transport = self.transport
-            if not transport.is_closing():
-                if rest is None:
-                    self.bytes_out += len(head)
-                    transport.write(head)
-                else:
-                    self.bytes_out += len(head) + len(rest)
-                    transport.writelines((head, rest))
+            self._write(*encode_frame(0x2, data if isinstance(data, bytes) else bytes(data)))
         return self.drained()
 
     def drained(self) -> Awaitable[None]:
@@ -461,6 +487,7 @@ class WebSocketSession(asyncio.Protocol):
         self._closed(code, reason)
         transport = self.transport
         if transport is not None:
+            self._flush()
             transport.close()
             if transport.get_write_buffer_size():
                 self._closing_deadline()  # the client does not read our close: give up after a while
@@ -482,6 +509,7 @@ class WebSocketSession(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self._flush()
         if transport.can_write_eof():
             transport.write_eof()
             self._closing_deadline()
