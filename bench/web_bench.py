@@ -61,6 +61,7 @@ stage {{
 
 NGINX_CONF = '''
 worker_processes 1;
+user root;
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
@@ -127,6 +128,7 @@ def main() -> int:
             print(f"missing {tool}", file=sys.stderr)
             return 2
     tmp = Path(tempfile.mkdtemp(prefix="webbench-"))
+    os.chmod(tmp, 0o755)  # nginx's worker must read the files
     www = tmp / "www"
     www.mkdir()
     (www / "1k.txt").write_bytes(os.urandom(512).hex().encode())
@@ -163,6 +165,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for server in servers:
                     r = wrk(f"http://127.0.0.1:{ports[server]}{path}", args.duration, args.conns)
+                    if r["non2xx"] or r["socket_errors"]:
+                        raise SystemExit(f"{server} answered errors on {path}: {r}")
                     results.setdefault(name, {}).setdefault(server, []).append(r)
                     print(f"{name:8} {server:8} {r['rps']:>10.0f} req/s {r['mbps']:>9.1f} MB/s p50 {r['p50']}",
                           flush=True)

@@ -389,6 +389,28 @@ def test_async_socklet_callbacks(g) -> None:  # type: ignore[no-untyped-def]
     run(main())
 
 
+def test_the_chat_example_serves(gorox) -> None:  # type: ignore[no-untyped-def]
+    """conf/examples/websocket_chat.conf as shipped (on a free port): the page and the room."""
+    text = (ROOT / "conf" / "examples" / "websocket_chat.conf").read_text()
+    assert '.address = "127.0.0.1:8080"' in text
+    text = text.replace("{", "{{").replace("}", "}}").replace("127.0.0.1:8080", "127.0.0.1:{port}")
+    page = (ROOT / "apps" / "chat" / "www" / "index.html").read_text()
+    srv = gorox(text, files={"apps/__init__.py": APPS_SHIM, "apps/chat/www/index.html": page})
+    r = httpx.get(srv.url("/"))
+    assert r.status_code == 200 and "gorox chat" in r.text
+    assert httpx.get(srv.url("/chat")).status_code == 426
+
+    async def main() -> None:
+        async with websockets.connect(ws_url(srv, "/chat?name=ada")) as ada, \
+                websockets.connect(ws_url(srv, "/chat?name=bob")) as bob:
+            assert json.loads(await ada.recv())["type"] == "welcome"
+            assert json.loads(await bob.recv())["members"] == ["ada"]
+            assert json.loads(await ada.recv()) == {"type": "join", "name": "bob"}
+            await bob.send(json.dumps({"text": "hi ada"}))
+            assert json.loads(await ada.recv()) == {"type": "message", "name": "bob", "text": "hi ada"}
+    run(main())
+
+
 # -- sock1Proxy in front of a real websockets server -------------------------------------------------------
 async def upstream_handler(ws: Any) -> None:
     path = ws.request.path

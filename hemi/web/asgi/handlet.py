@@ -15,9 +15,20 @@ lifespan startup runs when the stage starts, before any server accepts; a startu
 stops the start with the app's message. Modules are imported once per process: a reload
 (``reconf``) reuses them and runs a fresh lifespan; new code needs new workers (``rework``).
 
-This module owns what every ASGI scope type shares — the app, the lifespan state, the keys
-common to ``http`` and ``websocket`` scopes — so each scope type lives in a module of its
-own (``http.py``; a ``websocket`` module registers itself in :data:`UPGRADES`).
+This module owns what every ASGI scope type shares, so each scope type lives in a module of
+its own (``http.py``). A module for another scope type (``websocket``) plugs in like this:
+
+- register ``UPGRADES["websocket"] = serve`` at import (and be imported by ``__init__.py``):
+  ``handle`` calls ``serve(handlet, req, resp)`` for requests that ask for that upgrade and
+  returns what it returns (True, or an awaitable for the connection's task);
+- build the scope with ``handlet.connection_scope(req, "websocket", scheme)`` (it carries
+  the lifespan ``state`` copy, ``root_path``, headers, client, server...) and add the keys
+  of that type;
+- run the app with ``handlet.runner.start(handlet.asgi_app(scope, receive, send), done)``
+  (runner.py): the first step runs at once, the rest in a pooled host task, never cancelled
+  by the connection; ``done(error)`` is called when the app ends;
+- log app failures on the ``hemi.web.asgi`` logger with ``exc_info`` (one line and the
+  traceback), and treat ``http.py``'s :class:`ClientDisconnected` as quiet.
 """
 
 from __future__ import annotations
