@@ -20,6 +20,9 @@ callbacks in order: a message is handled after the previous one's handler has fi
 reading pauses while messages pile up. A client that vanishes without a close handshake
 cancels the callback in progress; ``on_close`` is always called, last.
 
+``on_connect(req)`` runs before the handshake is answered and may refuse it by raising
+``HTTPError`` (say 403); ``select_subprotocol(req, offered)`` picks the subprotocol.
+
 ``ws.send(data)`` writes at once and returns an awaitable that an async handler may await to
 wait for a slow client. ``ws.close(code, reason)`` starts the close handshake; ``on_close``
 follows with the client's code (1006: the connection just ended). ``ws.request`` is the
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Awaitable
 from ..core.registry import socklet
 from .handlet import Socklet
 from .websocket.handshake import Offer, check_upgrade, negotiate
-from .websocket.session import (INTERNAL_ERROR, NORMAL, ConnectionClosed, Limits, WebSocketSession, accept,
+from .websocket.session import (INTERNAL_ERROR, NORMAL, OPEN, ConnectionClosed, Limits, WebSocketSession, accept,
                                 configure_limits)
 
 if TYPE_CHECKING:
@@ -70,7 +73,7 @@ class WebSocket:
     @property
     def open(self) -> bool:
         """True until the close handshake starts: ``send`` works only while open."""
-        return self.session.state == 0
+        return self.session.state == OPEN
 
     @property
     def close_code(self) -> int | None:

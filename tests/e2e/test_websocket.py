@@ -224,6 +224,22 @@ def test_frames_sent_before_the_101_are_served(g) -> None:  # type: ignore[no-un
     sock.close()
 
 
+def test_frames_split_into_single_bytes(g) -> None:  # type: ignore[no-untyped-def]
+    sock, rest = raw_handshake(g.port, "/plain")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = frame(0x1, "ünïcode".encode()) + frame(0x2, b"b" * 300) + frame(0x9, b"p") + frame(0x1, b"last")
+    for i in range(len(data)):
+        sock.sendall(data[i:i + 1])
+        if i % 7 == 0:
+            time.sleep(0.001)
+    buf = bytearray(rest)
+    assert read_frame(sock, buf) == (0x1, "ünïcode".encode())
+    assert read_frame(sock, buf) == (0x2, b"b" * 300)
+    assert read_frame(sock, buf) == (0xA, b"p")          # the pong, in order
+    assert read_frame(sock, buf) == (0x1, b"last")
+    sock.close()
+
+
 def test_too_big_message_closes_1009(g) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with websockets.connect(ws_url(g, "/echo"), max_size=None) as ws:
@@ -568,6 +584,46 @@ def test_vanishing_clients_leave_no_task_or_fd(g) -> None:  # type: ignore[no-un
     after = settle(g, lambda c: c["tasks"] <= before["tasks"] and c["fds"] <= before["fds"])
     assert after["tasks"] <= before["tasks"], (before, after)
     assert after["fds"] <= before["fds"], (before, after)
+
+
+def test_websocket_over_tls(gorox) -> None:  # type: ignore[no-untyped-def]
+    trustme = pytest.importorskip("trustme")
+    import ssl
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    srv = gorox("""
+stage {{
+    app "a" {{ .hostnames = ("*") rule {{ echoSocklet {{ }} }} }}
+    httpxServer "main" {{
+        .address = "127.0.0.1:{port}" .forApps = ("a")
+        .tlsMode = true .tlsCertificate = "{base}/server.pem" .tlsPrivateKey = "{base}/server.key"
+    }}
+}}
+""", files={"server.pem": b"".join(p.bytes() for p in leaf.cert_chain_pems),
+            "server.key": leaf.private_key_pem.bytes()})
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    async def main() -> None:
+        async with websockets.connect(f"wss://127.0.0.1:{srv.port}/", ssl=context, max_size=None) as ws:
+            await ws.send("over TLS")
+            assert await ws.recv() == "over TLS"
+            await ws.send(b"\x01" * 300000)                  # large: streamed through wsproto
+            assert await ws.recv() == b"\x01" * 300000
+        assert ws.close_code == 1000
+    run(main())
+    # A protocol error over TLS (no half-close there): close 1002, then the server closes.
+    async def bad() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, ssl=context)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+                     b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+                     + bytes([0x82, 0x01, 0x41]))              # an unmasked frame
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        rest = await asyncio.wait_for(reader.read(), 5)       # the close frame, then EOF
+        assert rest[:1] == b"\x88" and close_code(rest[2:]) == 1002
+        writer.close()
+    run(bad())
 
 
 def test_shutdown_says_going_away(gorox) -> None:  # type: ignore[no-untyped-def]

@@ -41,6 +41,7 @@ from ...config.errors import ConfigError
 from ...core.registry import handlet
 from ..appload import AppLoadError, load_app
 from ..handlet import Handlet
+from .headers import request_headers
 from .http import HttpExchange
 from ..websocket.session import configure_limits
 from .lifespan import Lifespan, LifespanFailed
@@ -60,6 +61,8 @@ UPGRADES: dict[str, UpgradeHandler] = {}
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 _NO_OPTIONS: dict = {}   # the extensions we offer take no options (shared: nobody writes there)
+# scope["asgi"], shared by every scope (servers describe themselves there; apps only read it).
+_ASGI = {"version": ASGI_VERSION, "spec_version": SPEC_VERSION}
 
 
 def _check_root_path(value: str) -> str | None:
@@ -152,20 +155,19 @@ class AsgiHandlet(Handlet):
         return HttpExchange(self, req, resp).start(scope)
 
     def connection_scope(self, req: "Request", kind: str, scheme: str) -> dict:
-        """The keys ``http`` and ``websocket`` scopes share, built from the request. Header
-        names are lower-case ASCII (the codec checked them); ``str.encode()`` (UTF-8) is the
-        fast path and equals latin-1 for ASCII values, obs-text takes the latin-1 path."""
+        """The keys ``http`` and ``websocket`` scopes share, built from the request. The
+        request target is ASCII (the codec checked it), so ``str.encode()`` is latin-1 here."""
         qs = req.query_string
         return {
             "type": kind,
-            "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+            "asgi": _ASGI,
             "http_version": req.version,
             "scheme": scheme,
             "path": req.path,
-            "raw_path": req.encoded_path.encode("latin-1"),
-            "query_string": qs[1:].encode("latin-1") if qs else b"",
+            "raw_path": req.encoded_path.encode(),
+            "query_string": qs[1:].encode() if qs else b"",
             "root_path": self.root_path,
-            "headers": [(k.encode(), v.encode() if v.isascii() else v.encode("latin-1")) for k, v in req.headers],
+            "headers": request_headers(req.headers),
             "client": req.peer,
             "server": self._servers.get(getattr(req.stream, "gate", None)) or self._server_of(req),
             "state": self.state.copy(),

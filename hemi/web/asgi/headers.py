@@ -1,8 +1,9 @@
 """Headers between ASGI (lists of ``(bytes, bytes)``) and hemi (lower-case ``str`` names and
 ``str`` values, latin-1 on the wire), for every scope type.
 
-Request headers were parsed and checked by the codec: the scope only encodes them
-(``AsgiHandlet.connection_scope``). Response headers come from the app and are checked here — a name must
+Request headers were parsed and checked by the codec: they are only encoded, and the
+encoded pairs are remembered too (a client sends the same Host, User-Agent and Accept on
+every request), so a scope's header list is built by a C loop of dict lookups. Response headers come from the app and are checked here — a name must
 be a token and a value must hold no control character but HTAB, or a response could be split
 — and names and short values seen once are remembered, already checked and decoded: apps send
 the same few headers again and again.
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "response_name", "response_value"]
+__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_name",
+           "response_value"]
 
 # What a response header name means to the server.
 NORMAL, CONTENT_TYPE, CONTENT_LENGTH, DROPPED = range(4)
@@ -30,6 +32,28 @@ _NAMES: dict[bytes, tuple[str, int]] = {}
 _VALUES: dict[bytes, str] = {}
 MAX_CACHED = 4096       # entries per cache; beyond it, names and values are checked every time
 MAX_CACHED_VALUE = 64   # longer values (cookies, ETags, URLs) are rarely repeated
+
+
+class _EncodedPairs(dict):
+    """``(name, value)`` -> ``(name bytes, value bytes)``; a miss encodes (and remembers)."""
+
+    def __missing__(self, pair: tuple[str, str]) -> tuple[bytes, bytes]:
+        name, value = pair
+        # UTF-8 is the fast encoder and equals latin-1 for ASCII; obs-text takes latin-1.
+        encoded = (name.encode(), value.encode() if value.isascii() else value.encode("latin-1"))
+        if len(value) <= MAX_CACHED_VALUE:
+            if len(self) >= MAX_CACHED:
+                self.clear()  # a new generation: what is common now comes back at once
+            self[pair] = encoded
+        return encoded
+
+
+_encoded_pair = _EncodedPairs().__getitem__
+
+
+def request_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """A request's headers (lower-case names, as the codec gives them) for a scope."""
+    return list(map(_encoded_pair, headers))
 
 
 def response_name(raw: bytes) -> tuple[str, int]:

@@ -67,27 +67,26 @@ def _disconnect() -> dict:
 class HttpExchange:
     """One request/response cycle between a connection and the app."""
 
-    # Per-request state. Only what every request needs is set in __init__; the rest starts as
-    # these class-level defaults and is set on the instance when it changes (fewer stores on
-    # the fast path, where most of it never changes).
-    phase = START
-    length: int | None = None           # the app's Content-Length
-    sent = 0                            # body bytes streamed (checked against length)
-    trailers = False                    # the app announced trailers: they end the body
-    keep_trailers = False               # ...and the client takes them
-    body_done = False                   # the last http.request message has been delivered
-    body_iter: Any = None
-    received = 0
-    waiter: asyncio.Future | None = None    # receive() waiting for the end
-    error: HTTPError | None = None          # the request body broke (limit, framing, timeout)
-    gone = False                            # the client went away
-    done: asyncio.Future | None = None      # the connection's task waits on it (slow path)
-    failure: BaseException | None = None    # what the connection must do instead of ending normally
+    __slots__ = ("handlet", "req", "resp", "phase", "length", "sent", "trailers", "keep_trailers", "body_done",
+                 "body_iter", "received", "waiter", "error", "gone", "done", "failure")
 
     def __init__(self, handlet: "AsgiHandlet", req: "Request", resp: "Response") -> None:
         self.handlet = handlet
         self.req = req
         self.resp = resp
+        self.phase = START
+        self.length: int | None = None             # the app's Content-Length
+        self.sent = 0                              # body bytes streamed (checked against length)
+        self.trailers = False                      # the app announced trailers: they end the body
+        self.keep_trailers = False                 # ...and the client takes them
+        self.body_done = False                     # the last http.request message has been delivered
+        self.body_iter: Any = None
+        self.received = 0
+        self.waiter: asyncio.Future | None = None  # receive() waiting for the end
+        self.error: HTTPError | None = None        # the request body broke (limit, framing, timeout)
+        self.gone = False                          # the client went away
+        self.done: asyncio.Future | None = None    # the connection's task waits on it (slow path)
+        self.failure: BaseException | None = None  # what the connection must do instead of ending normally
 
     @property
     def stream(self) -> Any:

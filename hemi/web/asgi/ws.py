@@ -33,7 +33,7 @@ from ..websocket.handshake import Offer, check_upgrade, negotiate
 from ..websocket.session import INTERNAL_ERROR, NORMAL, ConnectionClosed, WebSocketSession, accept
 from .handlet import UPGRADES
 from .http import DONE as HTTP_DONE
-from .http import HttpExchange
+from .http import ClientDisconnected, HttpExchange
 from .runner import SUSPENDED
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class WebSocketExchange:
         if error is not None and not isinstance(error, (Exception, asyncio.CancelledError)):
             raise error  # KeyboardInterrupt, SystemExit: not ours to swallow
         name, target = self.handlet.name, self.req.target
-        quiet = error is None or isinstance(error, (ConnectionClosed, asyncio.CancelledError))
+        quiet = error is None or isinstance(error, (ConnectionClosed, ClientDisconnected, asyncio.CancelledError))
         phase = self.phase
         if phase == ACCEPTED:
             assert self.session is not None
