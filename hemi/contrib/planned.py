@@ -5,9 +5,7 @@ A sign that gets registered later simply stops being planned."""
 from ..core.registry import registry
 
 _PLANNED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "reverse proxy issue #4": ("handlet", ("http1Proxy", "fcgiProxy", "uwsgiProxy")),
-    "reverse proxy issue #4 (backends)": ("backend", ("http1Backend", "tcpsBackend", "tudsBackend")),
-    "reverse proxy issue #4 (outgates)": ("fixture", ("http1Outgate", "tcpsOutgate", "tudsOutgate")),
+    "a later issue (outgates)": ("fixture", ("http1Outgate", "tcpsOutgate", "tudsOutgate")),
     "layer-4 issue #5 (meshers)": ("mesher", ("tcpsMesher", "udpsMesher", "quicMesher")),
     "layer-4 issue #5 (dealers)": ("dealer", ("tcpsProxy", "udpsProxy", "echoDealer", "helloDealer",
                                               "accessDealer", "dnsDealer")),
@@ -15,8 +13,6 @@ _PLANNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "layer-4 issue #5 (backends)": ("backend", ("udpsBackend", "quicBackend")),
     "layer-4 issue #5 (servers)": ("server", ("echoServer", "socksServer")),
     "layer-4 issue #5 (cases)": ("case", ("case",)),
-    "ASGI/WSGI issue #8": ("handlet", ("asgi", "wsgi")),
-    "ASGI/WSGI issue #8 (socklets)": ("socklet", ("echoSocklet", "helloSocklet", "sock1Proxy")),
     "a later issue (HTTP/2, HTTP/3)": ("handlet", ("http2Proxy", "http3Proxy")),
     "a later issue (HTTP/3)": ("server", ("http3Server",)),
     "a later issue (HTTP/2, HTTP/3 backends)": ("backend", ("http2Backend", "http3Backend")),
