@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Awaitable
 
 from ..core.component import Component
 from ..core.logs import AccessLog
@@ -174,4 +174,3 @@ def app_lookup_table(apps: list[App]) -> tuple[dict[str, App], list[tuple[str, A
     return exact, suffix, prefix, default
 
 
-__all__ = ["App", "app_lookup_table", "Any"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 
 from ..core.component import Component
@@ -199,4 +198,3 @@ class HttpxServer(WebServer):
         return Http1Conn(self, gate)
 
 
-__all__ = ["WebServer", "HttpxServer", "os"]

@@ -10,9 +10,7 @@ timeout, bad bytes, client gone, shutdown — goes through ``_close`` once.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -659,4 +657,3 @@ class Http1Conn(asyncio.Protocol):
         return self.transport, rest
 
 
-__all__ = ["Http1Conn", "inspect", "os"]
