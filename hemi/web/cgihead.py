@@ -179,3 +179,22 @@ class HeadBlockParser:
         elif not 100 <= status <= 599:
             raise error(f"status {status} out of range")
         return status, reason, headers
+
+
+def to_bytes(s: "str | bytes", error: type[Exception], what: str) -> bytes:
+    """A name or value for a FastCGI/uwsgi packet: bytes pass unchanged, str is UTF-8 (with
+    surrogateescape, so bytes-as-str round-trip); anything else raises ``error``."""
+    if type(s) is bytes:
+        return s
+    if isinstance(s, str):
+        try:
+            return s.encode()
+        except UnicodeEncodeError:
+            pass
+        try:
+            return s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise error(f"{what} is not encodable as UTF-8") from None
+    if isinstance(s, (bytes, bytearray, memoryview)):
+        return bytes(s)
+    raise error(f"{what} must be str or bytes, not {type(s).__name__}")

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead
+from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead, to_bytes
 
 __all__ = [
     "VERSION_1",
@@ -233,18 +233,7 @@ def end_request(request_id: int, app_status: int = 0, protocol_status: int = REQ
 
 
 def _to_bytes(s: str | bytes) -> bytes:
-    if isinstance(s, str):
-        try:
-            return s.encode()
-        except UnicodeEncodeError:
-            pass
-        try:
-            return s.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raise FcgiError("parameter is not encodable as UTF-8") from None
-    if isinstance(s, (bytes, bytearray, memoryview)):
-        return bytes(s)
-    raise FcgiError(f"parameter must be str or bytes, not {type(s).__name__}")
+    return to_bytes(s, FcgiError, "parameter")
 
 
 def _nv_length(n: int) -> bytes:

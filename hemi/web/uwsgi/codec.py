@@ -21,7 +21,7 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead
+from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead, to_bytes
 
 __all__ = [
     "PACKET_HEADER_SIZE",
@@ -54,20 +54,7 @@ class UwsgiError(Exception):
 
 
 def _to_bytes(s: str | bytes) -> bytes:
-    if type(s) is bytes:
-        return s
-    if isinstance(s, str):
-        try:
-            return s.encode()
-        except UnicodeEncodeError:
-            pass
-        try:
-            return s.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raise UwsgiError("var is not encodable as UTF-8") from None
-    if isinstance(s, (bytes, bytearray, memoryview)):
-        return bytes(s)
-    raise UwsgiError(f"var must be str or bytes, not {type(s).__name__}")
+    return to_bytes(s, UwsgiError, "var")
 
 
 def encode_request(vars: Sequence[tuple[str | bytes, str | bytes]], modifier1: int = 0, modifier2: int = 0) -> bytes:
