@@ -525,20 +525,24 @@ class _MessageParser:
             if self._eof:
                 raise ProtocolError(400, "unexpected eof")
             return NEED_DATA
+        data = self._take(buf, pos, avail)
+        if not self._remaining:
+            self._state = _S_EOM
+        return Body(data)
+
+    def _take(self, buf: bytes, pos: int, avail: int) -> bytes:
+        """Up to ``_remaining`` bytes of body from the buffer (``avail`` > 0 of them are there)."""
         remaining = self._remaining
         if avail <= remaining:
             data = buf[pos:] if pos else buf
             self._buf = b""
             self._pos = 0
-            remaining -= avail
+            self._remaining = remaining - avail
         else:
             data = buf[pos : pos + remaining]
             self._pos = pos + remaining
-            remaining = 0
-        self._remaining = remaining
-        if not remaining:
-            self._state = _S_EOM
-        return Body(data)
+            self._remaining = 0
+        return data
 
     def _next_chunked(self) -> Body | EndOfMessage | _Sentinel:
         """Chunked body (RFC 9112 §7.1): size lines, data, CRLFs, trailers."""
@@ -550,18 +554,8 @@ class _MessageParser:
                 avail = len(buf) - pos
                 if avail <= 0:
                     break
-                remaining = self._remaining
-                if avail <= remaining:
-                    data = buf[pos:] if pos else buf
-                    self._buf = b""
-                    self._pos = 0
-                    remaining -= avail
-                else:
-                    data = buf[pos : pos + remaining]
-                    self._pos = pos + remaining
-                    remaining = 0
-                self._remaining = remaining
-                if not remaining:
+                data = self._take(buf, pos, avail)
+                if not self._remaining:
                     self._state = _S_CHUNK_CRLF
                 return Body(data)
             if state == _S_CHUNK_SIZE:
