@@ -7,7 +7,10 @@ nodes, pooling and health are in :mod:`hemi.net.backend`, for every protocol ali
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Callable, Final
+
+if TYPE_CHECKING:
+    from ..exchange import Request
 
 # RFC 9110 §7.6.1: fields that describe one connection, never forwarded (plus the obsolete
 # Keep-Alive and Proxy-Connection); the names a Connection header lists are removed as well.
@@ -25,3 +28,30 @@ def connection_options(value: str | None) -> frozenset[str]:
     names = {t.strip(" \t").lower() for t in value.split(",")}
     names -= {"close", "keep-alive", ""}
     return frozenset(names)
+
+
+def copy_request_headers(headers: list[tuple[str, str]], drop: frozenset[str],
+                         append: Callable[[str], None]) -> tuple[str | None, str | None]:
+    """Append the request's header lines that are not in ``drop``; return the incoming Via and
+    X-Forwarded-For values (when dropped), which :func:`forwarding_headers` extends."""
+    via = xff = None
+    for name, value in headers:
+        if name in drop:
+            if name == "via":
+                via = value if via is None else f"{via}, {value}"
+            elif name == "x-forwarded-for":
+                xff = value if xff is None else f"{xff}, {value}"
+            continue
+        append(f"{name}: {value}\r\n")
+    return via, xff
+
+
+def forwarding_headers(req: "Request", via: str | None, xff: str | None, via_name: str) -> str:
+    """Via, X-Forwarded-For, -Proto and -Host lines for a request passed upstream."""
+    client = req.client_ip
+    out = (f"via: {via}, {via_name}\r\n" if via else f"via: {via_name}\r\n") + \
+        (f"x-forwarded-for: {xff}, {client}\r\n" if xff else f"x-forwarded-for: {client}\r\n") + \
+        f"x-forwarded-proto: {req.scheme}\r\n"
+    if req.authority:
+        out += f"x-forwarded-host: {req.authority}\r\n"
+    return out

@@ -36,7 +36,7 @@ from ..errors import HTTPError
 from ..handlet import Handlet
 from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser,
                            encode_chunk, encode_last_chunk, render_response_head)
-from . import HOP_BY_HOP, IDEMPOTENT, connection_options
+from . import HOP_BY_HOP, IDEMPOTENT, connection_options, copy_request_headers, forwarding_headers
 
 if TYPE_CHECKING:
     from ..exchange import BodyContent, Request, Response
@@ -322,15 +322,7 @@ class Http1Proxy(Handlet):
         target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.uri
         lines = [f"{req.method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
         append = lines.append
-        via = xff = None
-        for name, value in req.headers:
-            if name in drop:
-                if name == "via":
-                    via = value if via is None else f"{via}, {value}"
-                elif name == "x-forwarded-for":
-                    xff = value if xff is None else f"{xff}, {value}"
-                continue
-            append(f"{name}: {value}\r\n")
+        via, xff = copy_request_headers(req.headers, drop, append)
         if body is not None:
             append(f"content-length: {body.size}\r\n")
         elif req.chunked:
@@ -339,12 +331,7 @@ class Http1Proxy(Handlet):
             append(f"content-length: {req.content_length}\r\n")
         if req.upgrade is not None:
             append(f"connection: upgrade\r\nupgrade: {req.header('upgrade')}\r\n")
-        client = req.client_ip
-        append(f"via: {via}, {self._via}\r\n" if via else f"via: {self._via}\r\n")
-        append(f"x-forwarded-for: {xff}, {client}\r\n" if xff else f"x-forwarded-for: {client}\r\n")
-        append(f"x-forwarded-proto: {req.scheme}\r\n")
-        if req.authority:
-            append(f"x-forwarded-host: {req.authority}\r\n")
+        append(forwarding_headers(req, via, xff, self._via))
         append(self._added_request)
         append("\r\n")
         return "".join(lines).encode("latin-1")

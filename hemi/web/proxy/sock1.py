@@ -36,7 +36,7 @@ from ..http1.codec import NEED_DATA, Body, EndOfMessage, ProtocolError, Response
 from ..websocket.handshake import BoundedDeflate, MessageLimit, accept_token, check_upgrade, comma_list, negotiate
 from ..websocket.session import (ABNORMAL, CLOSE_TIMEOUT, GOING_AWAY, INTERNAL_ERROR, NORMAL, ConnectionClosed,
                                  WebSocketSession, accept, configure_limits)
-from . import HOP_BY_HOP, connection_options
+from . import HOP_BY_HOP, connection_options, copy_request_headers, forwarding_headers
 from .http1 import Http1Backend, read_response_head
 
 if TYPE_CHECKING:
@@ -129,21 +129,8 @@ class Sock1Proxy(Socklet):
             lines.append(f"sec-websocket-protocol: {', '.join(subprotocols)}\r\n")
         if self.limits.compression:
             lines.append("sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n")
-        via = xff = None
-        for name, value in req.headers:
-            if name in drop:
-                if name == "via":
-                    via = value if via is None else f"{via}, {value}"
-                elif name == "x-forwarded-for":
-                    xff = value if xff is None else f"{xff}, {value}"
-                continue
-            lines.append(f"{name}: {value}\r\n")
-        lines.append(f"via: {via}, {self._via}\r\n" if via else f"via: {self._via}\r\n")
-        client = req.client_ip
-        lines.append(f"x-forwarded-for: {xff}, {client}\r\n" if xff else f"x-forwarded-for: {client}\r\n")
-        lines.append(f"x-forwarded-proto: {req.scheme}\r\n")
-        if req.authority:
-            lines.append(f"x-forwarded-host: {req.authority}\r\n")
+        via, xff = copy_request_headers(req.headers, drop, lines.append)
+        lines.append(forwarding_headers(req, via, xff, self._via))
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
