@@ -103,16 +103,38 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
-def wrk(url: str, duration: int, conns: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants: how much a server spent, which a
+    busy machine disturbs far less than requests/s."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def wrk(url: str, duration: int, conns: int, pid: int | None = None) -> dict:
+    """One wrk run (pinned to CPU 1); with ``pid``, also the server's CPU µs per request."""
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     scale = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
     p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock_err = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "mbps": float(tr.group(1)) * scale, "p50": p50.group(1) + p50.group(2) if p50 else "",
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = 1e6 * (cpu_seconds(pid) - before) / max(1, requests) if pid else 0.0
+    return {"rps": rps, "mbps": float(tr.group(1)) * scale, "cpu_us": cpu_us,
+            "p50": p50.group(1) + p50.group(2) if p50 else "", "p99": p99.group(1) + p99.group(2) if p99 else "",
             "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock_err.group(1) if sock_err else ""}
 
 
@@ -122,6 +144,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "web.json"))
+    ap.add_argument("--only", default="", help="comma-separated cases to run (hello, file_1k, file_1m)")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -159,16 +182,19 @@ def main() -> int:
         cases = [("hello", "/hello", ("gorox", "uvicorn", "nginx")),
                  ("file_1k", "/1k.txt", ("gorox", "nginx")),
                  ("file_1m", "/1m.bin", ("gorox", "nginx"))]
+        if args.only:
+            cases = [c for c in cases if c[0] in args.only.split(",")]
         for name, path, servers in cases:
             for server in servers:  # warm-up
                 wrk(f"http://127.0.0.1:{ports[server]}{path}", 1, args.conns)
             for _ in range(args.rounds):
                 for server in servers:
-                    r = wrk(f"http://127.0.0.1:{ports[server]}{path}", args.duration, args.conns)
+                    r = wrk(f"http://127.0.0.1:{ports[server]}{path}", args.duration, args.conns, procs[server].pid)
                     if r["non2xx"] or r["socket_errors"]:
                         raise SystemExit(f"{server} answered errors on {path}: {r}")
                     results.setdefault(name, {}).setdefault(server, []).append(r)
-                    print(f"{name:8} {server:8} {r['rps']:>10.0f} req/s {r['mbps']:>9.1f} MB/s p50 {r['p50']}",
+                    print(f"{name:8} {server:8} {r['rps']:>10.0f} req/s {r['mbps']:>9.1f} MB/s p50 {r['p50']:>9} "
+                          f"{r['cpu_us']:6.1f} us CPU/req",
                           flush=True)
     finally:
         for p in procs.values():
@@ -186,13 +212,20 @@ def main() -> int:
         for server, runs in by_server.items():
             summary[name][server + "_rps"] = statistics.median(r["rps"] for r in runs)
             summary[name][server + "_mbps"] = statistics.median(r["mbps"] for r in runs)
-        line = ", ".join(f"{s}: {summary[name][s + '_rps']:.0f} req/s ({summary[name][s + '_mbps']:.1f} MB/s)"
+            summary[name][server + "_cpu_us"] = statistics.median(r["cpu_us"] for r in runs)
+        line = ", ".join(f"{s}: {summary[name][s + '_rps']:.0f} req/s ({summary[name][s + '_mbps']:.1f} MB/s, "
+                         f"{summary[name][s + '_cpu_us']:.1f} us CPU)"
                          for s in by_server)
         print(f"  {name}: {line}")
-    h = summary["hello"]
-    ratios = {"hello_vs_uvicorn": h["gorox_rps"] / h["uvicorn_rps"], "hello_vs_nginx": h["gorox_rps"] / h["nginx_rps"],
-              "file_1k_vs_nginx": summary["file_1k"]["gorox_rps"] / summary["file_1k"]["nginx_rps"],
-              "file_1m_vs_nginx": summary["file_1m"]["gorox_mbps"] / summary["file_1m"]["nginx_mbps"]}
+    ratios = {}
+    if "hello" in summary:
+        h = summary["hello"]
+        ratios["hello_vs_uvicorn"] = h["gorox_rps"] / h["uvicorn_rps"]
+        ratios["hello_vs_nginx"] = h["gorox_rps"] / h["nginx_rps"]
+    if "file_1k" in summary:
+        ratios["file_1k_vs_nginx"] = summary["file_1k"]["gorox_rps"] / summary["file_1k"]["nginx_rps"]
+    if "file_1m" in summary:
+        ratios["file_1m_vs_nginx"] = summary["file_1m"]["gorox_mbps"] / summary["file_1m"]["nginx_mbps"]
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}x")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

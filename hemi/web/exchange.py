@@ -50,23 +50,41 @@ class Stream(Protocol):
 class Request:
     """One request. Cheap to build: everything beyond the request line is parsed lazily."""
 
+    # Hot attributes, set for every request, live in slots. Cold ones (bodies, forms, caches)
+    # are class-level defaults: reading one costs nothing, and only a request that sets one
+    # gets an instance dict. Building a request is then a dozen stores instead of forty.
     __slots__ = ("method", "target", "version", "scheme", "headers", "authority", "hostname", "colon_port",
-                 "encoded_path", "path", "query_string", "peer", "server", "app", "stream", "content_length",
-                 "chunked", "expect_continue", "upgrade", "keep_alive", "is_asterisk", "is_absolute", "fs_cache",
-                 "_query", "_cookies", "_hmap", "_body", "_body_read", "_form", "_uploads", "_received",
-                 "_json", "spool_path", "state", "start_time", "rule")
+                 "encoded_path", "path", "query_string", "peer", "stream", "server", "app", "content_length",
+                 "chunked", "keep_alive", "start_time", "rule", "__dict__")
+
+    expect_continue = False
+    upgrade: str | None = None
+    is_asterisk = False
+    is_absolute = False
+    fs_cache: dict[str, Any] | None = None
+    _query: list[tuple[str, str]] | None = None
+    _cookies: list[tuple[str, str]] | None = None
+    _hmap: dict[str, str] | None = None
+    _body: bytes | None = None
+    _body_read = False
+    _form: list[tuple[str, str]] | None = None
+    _uploads: list[Any] | None = None
+    _received = 0
+    _json: Any = None
+    spool_path: str | None = None
 
     def __init__(self, method: str, target: str, version: str, scheme: str, headers: list[tuple[str, str]],
                  authority: str, encoded_path: str, path: str, query_string: str, peer: tuple[str, int],
-                 stream: Stream) -> None:
+                 stream: Stream, hostname: str | None = None, colon_port: str = "") -> None:
         self.method = method
         self.target = target
         self.version = version
         self.scheme = scheme
         self.headers = headers
         self.authority = authority
-        host, colon_port = split_authority(authority)
-        self.hostname = host
+        if hostname is None:
+            hostname, colon_port = split_authority(authority)
+        self.hostname = hostname
         self.colon_port = colon_port or (":443" if scheme == "https" else ":80")
         self.encoded_path = encoded_path
         self.path = path
@@ -77,25 +95,18 @@ class Request:
         self.app: App | None = None
         self.content_length: int | None = None
         self.chunked = False
-        self.expect_continue = False
-        self.upgrade: str | None = None
         self.keep_alive = True
-        self.is_asterisk = False
-        self.is_absolute = False
-        self.fs_cache: dict[str, Any] | None = None
-        self._query: list[tuple[str, str]] | None = None
-        self._cookies: list[tuple[str, str]] | None = None
-        self._hmap: dict[str, str] | None = None
-        self._body: bytes | None = None
-        self._body_read = False
-        self._form: list[tuple[str, str]] | None = None
-        self._uploads: list[Any] | None = None
-        self._received = 0
-        self._json: Any = None
-        self.spool_path: str | None = None
-        self.state: dict[str, Any] = {}
         self.start_time = 0.0
         self.rule: Any = None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-request scratch space for handlets (and the ASGI scope's ``state``), made on first use."""
+        d = self.__dict__
+        st = d.get("state")
+        if st is None:
+            st = d["state"] = {}
+        return st
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} HTTP/{self.version}>"

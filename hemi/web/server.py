@@ -52,6 +52,8 @@ class WebServer(Component):
         if bool(self.tls_certificate) != bool(self.tls_private_key):
             self.error(".tlsCertificate and .tlsPrivateKey go together; set both or neither")
         self.server_name = self.configure_string("serverName", "gorox")
+        self.server_line = b"server: " + self.server_name.encode("latin-1") + b"\r\n"  # rendered once
+        self.server_line_end = self.server_line + b"\r\n"
         self.app_names = self.configure_string_list("forApps")
         self.apps: list[App] = []
         self.gates: list[Gate] = []

@@ -351,6 +351,20 @@ class _MessageParser:
             self._state = _S_TAKEN
         return data
 
+    def end_bodyless(self) -> None:
+        """Skip the EndOfMessage of a head that declared no content, and start on the next
+        message: what ``next_event()`` then ``start_next()`` would do, in one call, for the
+        common GET. Only valid right after such a head."""
+        if self._state != _S_EOM:
+            raise RuntimeError("end_bodyless() after a head with content")
+        self._state = _S_HEAD
+        self._req = None
+        self._scan = 0
+        self._empty_lines = 0
+        if self._pos >= len(self._buf):
+            self._buf = b""
+            self._pos = 0
+
     def start_next(self) -> None:
         """Begin parsing the next (pipelined) request from the leftover bytes.
 

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HTTPError, error_page, reason_of
-from ..exchange import Request, Response, TEXT_HTML
+from ..exchange import Request, Response, TEXT_HTML, split_authority
 from ..paths import decode_path, split_target
 from .codec import (NEED_DATA, PAUSED, CLOSED, Body, EndOfMessage, ProtocolError, RequestHead, RequestParser,
                     encode_chunk, encode_last_chunk)
@@ -29,15 +29,15 @@ log = logging.getLogger("hemi.web.http1")
 HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unread
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
-_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+_STATUS_LINES: dict[int, bytes] = {}
 
 
-def status_line(status: int, version: str = "1.1") -> bytes:
-    key = (status, version)
-    line = _STATUS_LINES.get(key)
+def status_line(status: int) -> bytes:
+    """The status line we send (always HTTP/1.1, whatever the request's version: RFC 9110 §2.5)."""
+    line = _STATUS_LINES.get(status)
     if line is None:
         line = f"HTTP/1.1 {status} {reason_of(status)}\r\n".encode("latin-1")
-        _STATUS_LINES[key] = line
+        _STATUS_LINES[status] = line
     return line
 
 
@@ -46,7 +46,7 @@ class Http1Conn(asyncio.Protocol):
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
                  "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
-                 "eof_aborts", "upgraded")
+                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -85,6 +85,11 @@ class Http1Conn(asyncio.Protocol):
         self.processing = False      # _process is on the stack: exchanges that end inline loop, not recurse
         self.eof_aborts = False      # the client's EOF gives the exchange up (abort_on_eof)
         self.upgraded: asyncio.BaseProtocol | None = None  # the protocol that took the connection over
+        # Per-connection caches of what every request on it would compute the same way.
+        self.scheme = server.scheme_for(self.tls)
+        self.authority: str | None = None
+        self.host_port: tuple[str, str] = ("", "")
+        self.host_app: Any = self._NO_APP
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -256,7 +261,7 @@ class Http1Conn(asyncio.Protocol):
         self._linger()
 
     def _server_line(self) -> bytes:
-        return b"server: " + self.server.server_name.encode("latin-1") + b"\r\n"
+        return self.server.server_line
 
     # -- reading requests ---------------------------------------------------------------------------------
     def _process(self) -> None:
@@ -329,12 +334,9 @@ class Http1Conn(asyncio.Protocol):
         else:
             self.body_done = True
             self.trailers_in = []
-            parser = self.parser
-            event = parser.next_event()  # the EndOfMessage of a body-less request (never raises)
-            assert type(event) is EndOfMessage, event
-            parser.start_next()  # only resets its state: nothing is parsed while self.req is set
+            self.parser.end_bodyless()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
-        app = server.find_app(req.hostname)
+        app = self._app_for(req.hostname)
         if app is None:
             resp.send_error(404, "no app serves this hostname")
             self._end_exchange()
@@ -358,9 +360,13 @@ class Http1Conn(asyncio.Protocol):
         target = head.target
         server = self.server
         if target[0] == "/":
-            encoded, query = split_target(target)
+            q = target.find("?")
+            if q < 0:
+                encoded, query = target, ""
+            else:
+                encoded, query = target[:q], target[q:]
             authority = head.host or ""
-            scheme = server.scheme_for(self.tls)
+            scheme = self.scheme
             absolute = False
         elif target == "*":
             if head.method != "OPTIONS":
@@ -386,19 +392,38 @@ class Http1Conn(asyncio.Protocol):
             scheme = server.scheme_for(self.tls, scheme_part)
             absolute = True
         path = decode_path(encoded)
+        if authority != self.authority:
+            # Keep-alive clients repeat their Host: split it (and find its app) once per connection.
+            self.authority = authority
+            self.host_port = split_authority(authority)
+            self.host_app = self._NO_APP
+        hostname, colon_port = self.host_port
         req = Request(head.method, target, head.version, scheme, head.headers, authority, encoded, path, query,
-                      self.peer, self)
+                      self.peer, self, hostname, colon_port)
         req.server = server
         req.content_length = head.content_length
         req.chunked = head.chunked
-        req.expect_continue = head.expect_continue
-        req.upgrade = head.upgrade
+        if head.expect_continue:
+            req.expect_continue = True
+        if head.upgrade is not None:
+            req.upgrade = head.upgrade
         req.keep_alive = head.keep_alive
-        req.is_asterisk = target == "*" or (absolute and head.method == "OPTIONS" and encoded == "/" and
-                                            target.rstrip("/").count("/") == 2)
-        req.is_absolute = absolute
+        if absolute or target == "*":
+            req.is_asterisk = target == "*" or (head.method == "OPTIONS" and encoded == "/" and
+                                                target.rstrip("/").count("/") == 2)
+            req.is_absolute = absolute
         req.start_time = time.time()
         return req
+
+    _NO_APP: Any = object()
+
+    def _app_for(self, hostname: str) -> "Any":
+        app = self.host_app
+        if app is self._NO_APP or hostname != self.host_port[0]:
+            app = self.server.find_app(hostname)
+            if hostname == self.host_port[0]:
+                self.host_app = app
+        return app
 
     async def _run(self, pending: Any) -> None:
         try:
@@ -453,9 +478,11 @@ class Http1Conn(asyncio.Protocol):
             return
         if not resp.sent:
             resp.send(b"")  # a handler that said "handled" but sent nothing: an empty 200, never a hang
-        if req.app is not None:
-            req.app.log_request(req, resp, time.time())
-        req.cleanup()
+        app = req.app
+        if app is not None and app.access_log is not None:
+            app.log_request(req, resp, time.time())
+        if req.spool_path is not None or req._uploads:
+            req.cleanup()
         self.req = self.resp = None
         self.eof_aborts = False
         if self.closing:
@@ -568,11 +595,12 @@ class Http1Conn(asyncio.Protocol):
                   end: bool = False) -> None:
         req = self.req
         version = req.version if req is not None else "1.1"
-        parts = [status_line(status)]
-        for name, value in headers:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+        line = _STATUS_LINES.get(status)
+        parts = [line if line is not None else status_line(status)]
+        if headers:
+            parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1", "replace"))
         parts.append(self.clock.date_line)
-        if status >= 200 and status not in (204, 304):
+        if status >= 200 and status != 204 and status != 304:
             if length is not None:
                 parts.append(b"content-length: %d\r\n" % length)
             elif not end:
@@ -593,8 +621,7 @@ class Http1Conn(asyncio.Protocol):
             parts.append(b"connection: close\r\n")
         elif version == "1.0":
             parts.append(b"connection: keep-alive\r\n")
-        parts.append(self._server_line())
-        parts.append(b"\r\n")
+        parts.append(self.server.server_line_end)
         if body:
             parts.append(body)
         self.transport.write(b"".join(parts))
