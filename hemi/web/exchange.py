@@ -361,9 +361,16 @@ class Response:
     Revisers of the matching rule see the head before it is written and may filter the body.
     """
 
-    __slots__ = ("request", "status", "headers", "stream", "sent", "finished", "close", "revisers",
-                 "content_type", "_trailers", "_filters", "_streaming", "bytes_sent", "head_only",
-                 "_length")
+    # As for Request: hot attributes in slots, cold ones as class defaults (an instance dict
+    # appears only for a response that sets one).
+    __slots__ = ("request", "status", "headers", "stream", "sent", "finished", "content_type", "bytes_sent",
+                 "head_only", "revisers", "__dict__")
+
+    close = False                 # close the connection afterwards
+    _trailers: "list[tuple[str, str]] | tuple[()]" = ()
+    _filters: "list[BodyFilter] | tuple[()]" = ()
+    _streaming = False
+    _length: int | None = None
 
     def __init__(self, request: Request, stream: Stream) -> None:
         self.request = request
@@ -372,15 +379,10 @@ class Response:
         self.stream = stream
         self.sent = False        # the head is on its way
         self.finished = False    # the whole response is on its way
-        self.close = False       # close the connection afterwards
-        self.revisers: list[Reviser] = []
+        self.revisers: "list[Reviser] | tuple[()]" = ()
         self.content_type: str | None = None
-        self._trailers: list[tuple[str, str]] = []
-        self._filters: list[BodyFilter] = []
-        self._streaming = False
         self.bytes_sent = 0
         self.head_only = request.method == "HEAD"
-        self._length: int | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} sent={self.sent} finished={self.finished}>"
@@ -428,7 +430,7 @@ class Response:
     def add_trailer(self, name: str, value: str) -> None:
         if any(c in value for c in "\r\n\x00") or any(c in name for c in "\r\n\x00: "):
             raise ValueError("trailer name or value contains a forbidden character")
-        self._trailers.append((name.lower(), value))
+        self._trailers = [*self._trailers, (name.lower(), value)]
 
     def redirect(self, location: str, status: int = 302) -> None:
         self.status = status
@@ -444,10 +446,12 @@ class Response:
 
     def _revise(self) -> None:
         """Let the rule's revisers see the head (rank order) and install body filters."""
+        filters = list(self._filters)
         for reviser in self.revisers:
             f = reviser.revise(self.request, self)
             if f is not None:
-                self._filters.append(f)
+                filters.append(f)
+        self._filters = filters
 
     def _head_headers(self) -> list[tuple[str, str]]:
         if self.content_type is not None:

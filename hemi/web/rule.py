@@ -39,6 +39,15 @@ GETTERS: dict[str, Callable[["Request"], str]] = {
 }
 
 
+# The commonest tests on a plain attribute, as one closure each (no getter call per request).
+_DIRECT: dict[tuple[str, str], Callable[[Any], Callable[["Request"], bool]]] = {
+    ("path", "=="): lambda p: lambda r: r.path == p,
+    ("path", "^="): lambda p: lambda r: r.path.startswith(p),
+    ("method", "=="): lambda p: lambda r: r.method == p,
+    ("hostname", "=="): lambda p: lambda r: r.hostname == p,
+}
+
+
 def compile_compare(getter: Callable[[Any], str], op: str, patterns: list[str]) -> Callable[[Any], bool]:
     """A predicate for ``$var OP patterns`` (positive operators: any pattern; negative: none).
     Shared by rules and cases."""
@@ -151,6 +160,11 @@ class Rule(Component):
         if not cond.patterns:
             app: App = self.parent  # type: ignore[assignment]
             return compile_fs_test(cond.op, app.web_root)
+        direct = _DIRECT.get((cond.variable, cond.op))
+        if direct is not None and cond.op == "^=":
+            return direct(tuple(cond.patterns))
+        if direct is not None and len(cond.patterns) == 1:
+            return direct(cond.patterns[0])
         return compile_compare(GETTERS[cond.variable], cond.op, cond.patterns)
 
     def execute(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
