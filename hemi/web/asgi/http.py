@@ -67,26 +67,28 @@ def _disconnect() -> dict:
 class HttpExchange:
     """One request/response cycle between a connection and the app."""
 
-    __slots__ = ("handlet", "req", "resp", "phase", "length", "sent", "trailers", "keep_trailers", "body_done",
-                 "body_iter", "received", "waiter", "error", "gone", "done", "failure")
+    # Hot attributes in slots; the rest are class defaults that only an exchange needing them
+    # overrides (in its instance dict): the common request sets five attributes, not sixteen.
+    __slots__ = ("handlet", "req", "resp", "phase", "waiter", "done", "__dict__")
+
+    length: int | None = None             # the app's Content-Length
+    sent = 0                              # body bytes streamed (checked against length)
+    trailers = False                      # the app announced trailers: they end the body
+    keep_trailers = False                 # ...and the client takes them
+    body_done = False                     # the last http.request message has been delivered
+    body_iter: Any = None
+    received = 0
+    error: HTTPError | None = None        # the request body broke (limit, framing, timeout)
+    gone = False                          # the client went away
+    failure: BaseException | None = None  # what the connection must do instead of ending normally
 
     def __init__(self, handlet: "AsgiHandlet", req: "Request", resp: "Response") -> None:
         self.handlet = handlet
         self.req = req
         self.resp = resp
         self.phase = START
-        self.length: int | None = None             # the app's Content-Length
-        self.sent = 0                              # body bytes streamed (checked against length)
-        self.trailers = False                      # the app announced trailers: they end the body
-        self.keep_trailers = False                 # ...and the client takes them
-        self.body_done = False                     # the last http.request message has been delivered
-        self.body_iter: Any = None
-        self.received = 0
         self.waiter: asyncio.Future | None = None  # receive() waiting for the end
-        self.error: HTTPError | None = None        # the request body broke (limit, framing, timeout)
-        self.gone = False                          # the client went away
         self.done: asyncio.Future | None = None    # the connection's task waits on it (slow path)
-        self.failure: BaseException | None = None  # what the connection must do instead of ending normally
 
     @property
     def stream(self) -> Any:
