@@ -100,6 +100,11 @@ def _gorox_factory(tmp_dir: Path) -> tuple[Callable[..., Gorox], Callable[[], No
         if wait:
             try:
                 wait_port(plist[0], proc=proc)
+                # The first port answers as soon as its server is up; the stage is started (every
+                # gate of every server and mesher open) when gorox says so.
+                deadline = time.monotonic() + 10
+                while "started (config" not in g.log() and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.02)
             except Exception as e:
                 raise RuntimeError(f"{e}\n--- gorox output ---\n{g.log()}") from None
         return g

@@ -6,13 +6,8 @@ from ..core.registry import registry
 
 _PLANNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "a later issue (outgates)": ("fixture", ("http1Outgate", "tcpsOutgate", "tudsOutgate")),
-    "layer-4 issue #5 (meshers)": ("mesher", ("tcpsMesher", "udpsMesher", "quicMesher")),
-    "layer-4 issue #5 (dealers)": ("dealer", ("tcpsProxy", "udpsProxy", "echoDealer", "helloDealer",
-                                              "accessDealer", "dnsDealer")),
-    "layer-4 issue #5 (editors)": ("editor", ("countingEditor", "redisViewer")),
-    "layer-4 issue #5 (backends)": ("backend", ("udpsBackend", "quicBackend")),
-    "layer-4 issue #5 (servers)": ("server", ("echoServer", "socksServer")),
-    "layer-4 issue #5 (cases)": ("case", ("case",)),
+    "layer-4 issue #5 (meshers)": ("mesher", ("quicMesher",)),
+    "layer-4 issue #5 (backends)": ("backend", ("quicBackend",)),
     "a later issue (HTTP/2, HTTP/3)": ("handlet", ("http2Proxy", "http3Proxy")),
     "a later issue (HTTP/3)": ("server", ("http3Server",)),
     "a later issue (HTTP/2, HTTP/3 backends)": ("backend", ("http2Backend", "http3Backend")),

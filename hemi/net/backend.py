@@ -12,7 +12,15 @@ Protocols differ only in the probe (``check_node``), so ``tcpsBackend`` (a succe
 and ``http1Backend`` (a GET) are small subclasses.
 
 Connections are asyncio Protocols, not streams: a read that finds data costs a list pop, and
-timeouts use one lazily re-armed timer per connection instead of a timer per read.
+timeouts use one lazily re-armed timer per connection instead of a timer per read. A proxy on
+its hot path skips reads altogether: it calls ``listen`` with a :class:`Receiver` whose callbacks
+get the upstream's bytes straight from ``data_received`` (no future, no task switch per read).
+
+A node may cap its connections in use (``"maxConns"``, or ``.maxConnsPerNode``): an application
+server such as php-fpm gives each open connection a worker, so dialing past its worker count
+would park requests, unaccepted, in its listen queue. Requests past the cap wait, in order, in
+a bounded queue (``.maxQueuedPerNode``, at most ``.queueTimeout``) and take over the slot of the
+connection released before them.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..config import tree
 from ..core.component import Component
@@ -60,14 +68,18 @@ class Node:
     """
 
     __slots__ = ("backend", "address", "weight", "keep_conns", "down_until", "fails", "fail_start", "in_use",
-                 "name", "idle", "index", "dials", "picks")
+                 "name", "idle", "index", "dials", "picks", "max_conns", "max_queued", "waiters", "queued")
 
     def __init__(self, backend: "Backend | None", address: Address, *, weight: int = 1, keep_conns: int = 10,
-                 index: int = 0) -> None:
+                 index: int = 0, max_conns: int = 0, max_queued: int = 1000) -> None:
         self.backend = backend
         self.address = address
         self.weight = weight
         self.keep_conns = keep_conns
+        self.max_conns = max_conns      # connections in use at once (being dialed included); 0: no cap
+        self.max_queued = max_queued    # requests waiting for one of them, at most
+        self.waiters: deque[asyncio.Future] = deque()
+        self.queued = 0                 # statistics: requests that had to wait
         self.down_until = 0.0
         self.fails = 0
         self.fail_start = 0.0
@@ -86,6 +98,52 @@ class Node:
     def available(self) -> bool:
         down = self.down_until
         return not down or time.monotonic() >= down
+
+    @property
+    def full(self) -> bool:
+        """At its connection cap: a new request waits for a slot."""
+        return 0 < self.max_conns <= self.in_use
+
+    def take_slot(self) -> bool:
+        """Count one more connection in use if the cap allows it now and nobody waits before us."""
+        if self.max_conns and (self.in_use >= self.max_conns or self.waiters):
+            return False
+        self.in_use += 1
+        return True
+
+    async def wait_slot(self, timeout: float) -> None:
+        """Queue for a slot (the caller's ``take_slot`` failed); on return it is ours (counted
+        in ``in_use``). ConnectError when the queue is full, BackendTimeout after ``timeout``."""
+        waiters = self.waiters
+        if len(waiters) >= self.max_queued:
+            raise ConnectError(f"{self.name}: {len(waiters)} requests already wait for a connection", self)
+        self.queued += 1
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        timer = waiter.get_loop().call_later(timeout, _expire, waiter)
+        try:
+            await waiter          # free_slot hands its slot over by resolving this
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.free_slot()  # handed over just as we were cancelled: pass it on
+            else:
+                try:
+                    waiters.remove(waiter)
+                except ValueError:
+                    pass
+            raise
+        finally:
+            timer.cancel()
+
+    def free_slot(self) -> None:
+        """A connection is no longer in use: its slot goes to the first waiter, if any."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)   # in_use stays: the slot changes hands
+                return
+        self.in_use -= 1
 
     def close_idle(self) -> None:
         idle, self.idle = self.idle, []
@@ -126,17 +184,42 @@ class Node:
             self.idle = keep
 
 
+class Receiver(Protocol):
+    """Who gets a listening connection's input as it arrives (see :meth:`BackendConn.listen`).
+
+    ``data`` gets each piece received; ``timed_out`` is called when nothing arrived for the
+    backend's ``readTimeout``; both are called with the receiver still set: it calls
+    ``unlisten`` when it is done (bytes arriving later are then buffered for ``read``).
+    ``closed`` is called (the receiver already unset) when the upstream closed or the
+    connection broke: ``exc`` says which, None for a clean EOF.
+    """
+
+    def data(self, data: bytes) -> None: ...
+
+    def closed(self, exc: BaseException | None) -> None: ...
+
+    def timed_out(self) -> None: ...
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(BackendTimeout("no connection became free within queueTimeout"))
+
+
 class BackendConn(asyncio.Protocol):
     """One outbound connection to a node.
 
     ``read`` returns b"" once the upstream has closed (cleanly or not: ``lost_error`` says
     which); ``write`` buffers and never blocks, ``drain`` waits while the upstream is slow.
     Reading stops (TCP back-pressure) while more than HIGH_WATER bytes are received but unread.
+    Or, instead of reads, ``listen(receiver)``: input goes to the receiver's callbacks as it
+    arrives, until it calls ``unlisten``.
     """
 
-    __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "_chunks", "_buffered",
-                 "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline", "_drain_deadline", "_timer",
-                 "_timer_at", "_write_paused", "_read_paused", "_loop", "_read_timeout", "_write_timeout")
+    __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "receiver",
+                 "_chunks", "_buffered", "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline",
+                 "_drain_deadline", "_timer", "_timer_at", "_write_paused", "_read_paused", "loop", "_read_timeout",
+                 "_write_timeout")
 
     def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0) -> None:
         self.node = node
@@ -146,6 +229,7 @@ class BackendConn(asyncio.Protocol):
         self.transport: Any = None
         self.lost_error: BaseException | None = None
         self.parser: Any = None  # the protocol's per-connection parser, kept while the connection is pooled
+        self.receiver: Receiver | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
@@ -158,7 +242,7 @@ class BackendConn(asyncio.Protocol):
         self._timer_at = 0.0
         self._write_paused = False
         self._read_paused = False
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
 
@@ -170,6 +254,11 @@ class BackendConn(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            self._read_deadline = self.loop.time() + self._read_timeout
+            receiver.data(data)
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         waiter = self._read_waiter
@@ -183,6 +272,10 @@ class BackendConn(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            receiver.closed(None)
         self._wake_reader()
         return False  # close our side too: upstreams that half-close are done with us
 
@@ -191,6 +284,10 @@ class BackendConn(asyncio.Protocol):
         self._eof = True
         self.lost_error = exc
         self._cancel_timer()
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            receiver.closed(exc)
         self._wake_reader()
         waiter = self._drain_waiter
         if waiter is not None:
@@ -223,7 +320,7 @@ class BackendConn(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = deadline
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -232,8 +329,14 @@ class BackendConn(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        now = self._loop.time()
+        now = self.loop.time()
         nxt = 0.0
+        receiver = self.receiver
+        if receiver is not None:
+            if now >= self._read_deadline:
+                receiver.timed_out()
+            else:
+                nxt = self._read_deadline
         waiter = self._read_waiter
         if waiter is not None and not waiter.done():
             if now >= self._read_deadline:
@@ -270,7 +373,7 @@ class BackendConn(asyncio.Protocol):
         if not chunks:
             if self._eof:
                 return b""
-            loop = self._loop
+            loop = self.loop
             waiter = self._read_waiter = loop.create_future()
             self._read_deadline = deadline = loop.time() + self._read_timeout
             self._arm(deadline)
@@ -291,6 +394,30 @@ class BackendConn(asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
         return data
+
+    def listen(self, receiver: Receiver) -> None:
+        """Hand input to ``receiver`` as it arrives (what is buffered already goes first), with
+        the backend's ``readTimeout`` between pieces. Not together with ``read``."""
+        self.receiver = receiver
+        loop = self.loop
+        self._read_deadline = deadline = loop.time() + self._read_timeout
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+        chunks = self._chunks
+        while chunks and self.receiver is receiver:
+            data = chunks.popleft()
+            self._buffered -= len(data)
+            receiver.data(data)
+        if self._read_paused and not self._lost:
+            self._read_paused = False
+            self.transport.resume_reading()
+        if self._eof and self.receiver is receiver:
+            self.receiver = None
+            receiver.closed(self.lost_error)
+
+    def unlisten(self) -> None:
+        """Stop handing input over: what arrives from now on is buffered for ``read``."""
+        self.receiver = None
 
     def unread(self, data: bytes) -> None:
         """Push bytes back in front of the buffer (e.g. read past the end of a response)."""
@@ -319,7 +446,7 @@ class BackendConn(asyncio.Protocol):
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
         if not self._write_paused:
             return
-        loop = self._loop
+        loop = self.loop
         waiter = self._drain_waiter = loop.create_future()
         self._drain_deadline = deadline = loop.time() + self._write_timeout
         self._arm(deadline)
@@ -340,8 +467,9 @@ class BackendConn(asyncio.Protocol):
 
     # -- pool bookkeeping ---------------------------------------------------------------------------
     def reusable_when_idle(self) -> bool:
-        """Clean for another exchange: open, nothing unread."""
-        return not self.closed and not self._chunks and not self._eof
+        """Clean for another exchange: open, nothing unread, nobody listening."""
+        return not (self._lost or self._eof or self._chunks or self.receiver is not None
+                    or self.transport is None or self.transport.is_closing())
 
     def fresh(self, idle_since: float) -> bool:
         """Pooled and still good: idle since ``idle_since`` at most, and clean."""
@@ -373,11 +501,16 @@ class Backend(Component):
         self.tls_ca_file = self.configure_string("tlsCAFile", "")
         self.health_check = self.configure_bool("healthCheck", False)
         self.health_interval = self.configure_duration("healthInterval", 2.0, min=0.01)
+        self.max_queued_per_node = self.configure_int("maxQueuedPerNode", 1000, min=0)
+        self.queue_timeout = self.configure_duration("queueTimeout", 30.0, min=0.001)
+        for node in self.nodes:
+            node.max_queued = self.max_queued_per_node
         self.ssl_context: ssl.SSLContext | None = None
         self._tasks: list[asyncio.Task] = []
         self._shut = False
 
     def _configure_nodes(self) -> list[Node]:
+        max_conns = self.configure_int("maxConnsPerNode", 0, min=0)
         value = self.configure_value("nodes")
         if value is None:
             self.error("missing required property .nodes (a list of nodes: ( [\"address\": \"host:port\"], ... ))")
@@ -394,10 +527,10 @@ class Backend(Component):
                 self.error(f".nodes[{i}] is {item.describe()}, expected a dict [\"address\": ...]", item.loc)
                 continue
             props = item.data
-            unknown = set(props) - {"address", "weight", "keepConns"}
+            unknown = set(props) - {"address", "weight", "keepConns", "maxConns"}
             if unknown:
                 self.error(f".nodes[{i}] has unknown key(s) {', '.join(sorted(unknown))}; "
-                           f"expected address, weight, keepConns", item.loc)
+                           f"expected address, weight, keepConns, maxConns", item.loc)
             addr_v = props.get("address")
             if addr_v is None or addr_v.kind != tree.STRING:
                 self.error(f'.nodes[{i}] needs "address": "host:port" (or a unix socket path)', item.loc)
@@ -412,7 +545,8 @@ class Backend(Component):
                 continue
             weight = self._node_int(props, "weight", 1, 1, i, item)
             keep = self._node_int(props, "keepConns", 10, 0, i, item)
-            node = Node(self, address, weight=weight, keep_conns=keep, index=i)
+            cap = self._node_int(props, "maxConns", max_conns, 0, i, item)
+            node = Node(self, address, weight=weight, keep_conns=keep, index=i, max_conns=cap)
             if node.name in seen:
                 self.error(f'.nodes[{i}] repeats address "{node.name}"', addr_v.loc)
                 continue
@@ -457,48 +591,104 @@ class Backend(Component):
             node.close_idle()
 
     # -- acquire / release ------------------------------------------------------------------------------
-    def candidates(self, exclude: frozenset[Node] | set[Node] = frozenset()) -> list[Node]:
-        now = time.monotonic()
-        return [n for n in self.nodes if (not n.down_until or now >= n.down_until) and n not in exclude]
+    def cap_nodes_at_keep_conns(self) -> None:
+        """For gateways that keep connections (fcgi's ``.keepConn``): a node without a
+        ``maxConns`` of its own gets its ``keepConns`` as the cap (0 keeps it uncapped). A kept
+        connection pins a worker of the application server (php-fpm), so more connections in
+        use than it keeps would wait unaccepted in its listen queue."""
+        for node in self.nodes:
+            if not node.max_conns:
+                node.max_conns = node.keep_conns
 
-    async def acquire(self, *, client_ip: str = "", exclude: frozenset[Node] = frozenset()) -> BackendConn:
-        """A connection to a node chosen by the balancer: an idle pooled one if the node has
-        one the upstream did not close, else a new dial. A failed dial counts against the node
-        and the next candidate is tried (each node once); ConnectError when none is left."""
+    def candidates(self, exclude: frozenset[Node] | set[Node] = frozenset()) -> list[Node]:
+        """The nodes in service and not in ``exclude`` (the list must not be changed)."""
+        nodes = self.nodes
+        for n in nodes:
+            if n.down_until:
+                break
+        else:
+            if not exclude:
+                return nodes  # the usual case: every node up, nothing tried yet
+        now = time.monotonic()
+        return [n for n in nodes if (not n.down_until or now >= n.down_until) and n not in exclude]
+
+    def pick(self, client_ip: str = "", exclude: frozenset[Node] | set[Node] = frozenset()) -> Node:
+        """The balancer's choice among the nodes in service, preferring those below their
+        connection cap. ConnectError when none is left."""
+        nodes = self.candidates(exclude)
+        if len(nodes) > 1:
+            for n in nodes:
+                if n.max_conns:  # capped nodes: a full one only when all are full
+                    free = [n for n in nodes if not n.full]
+                    if free:
+                        nodes = free
+                    break
+        node = self.balancer.pick(nodes, client_ip)
+        if node is None:
+            raise ConnectError(f"backend {self.name}: no node available")
+        node.picks += 1
+        return node
+
+    def take(self, node: Node) -> BackendConn | None:
+        """An idle connection to ``node`` now, with its slot, or None: then ``acquire(node=...)``
+        (which may wait for a slot, or dial). The hot path of every proxy: no coroutine."""
+        if not node.idle or not node.take_slot():
+            return None
+        conn = node.take_idle(self.alive_timeout)
+        if conn is None:
+            node.free_slot()
+            return None
+        conn.requests += 1
+        return conn
+
+    async def acquire(self, *, client_ip: str = "", exclude: frozenset[Node] = frozenset(),
+                      node: Node | None = None) -> BackendConn:
+        """A connection to a node chosen by the balancer (or to ``node``, when the caller
+        picked it): an idle pooled one if the node has one the upstream did not close, else a
+        new dial. A full node is waited for (see the module docstring). A failed dial counts
+        against the node and the next candidate is tried (each node once); ConnectError (or
+        BackendTimeout when the last failure was one) when none is left."""
         tried: set[Node] | frozenset[Node] = exclude
         last: BackendError | None = None
         while True:
-            nodes = self.candidates(tried)
-            node = self.balancer.pick(nodes, client_ip)
             if node is None:
-                if last is not None:
+                try:
+                    node = self.pick(client_ip, tried)
+                except ConnectError:
+                    if last is None:
+                        raise
                     # Every candidate failed: a timeout is a 504, anything else a 502.
                     cls = BackendTimeout if isinstance(last, BackendTimeout) else ConnectError
                     raise cls(f"backend {self.name}: {last}", last.node) from None
-                raise ConnectError(f"backend {self.name}: no node available")
-            node.picks += 1
+            if not node.take_slot():
+                await node.wait_slot(self.queue_timeout)
             conn = node.take_idle(self.alive_timeout)
             if conn is None:
                 try:
                     conn = await self.dial(node)
                 except BackendError as e:
+                    node.free_slot()
                     self.report(node, False)
                     last = e
                     tried = set(tried)
                     tried.add(node)
+                    node = None
                     continue
+                except BaseException:
+                    node.free_slot()
+                    raise
             conn.requests += 1
-            node.in_use += 1
             return conn
 
     def release(self, conn: BackendConn, *, reusable: bool) -> None:
-        """Give a connection back: pooled when ``reusable`` and clean, else closed."""
+        """Give a connection back: pooled when ``reusable`` and clean, else closed. Its slot
+        goes to the first request waiting for the node, which then finds it idle."""
         node = conn.node
-        node.in_use -= 1
         limit = self.max_streams_per_conn
-        if not (reusable and not self._shut and node.available and (not limit or conn.requests < limit)
-                and node.keep(conn, self.alive_timeout)):
+        if not (reusable and not self._shut and (not node.down_until or node.available)
+                and (not limit or conn.requests < limit) and node.keep(conn, self.alive_timeout)):
             conn.close()
+        node.free_slot()
 
     def report(self, node: Node, ok: bool) -> None:
         """Passive health: ``maxFails`` failures within ``failTimeout`` take a node out for
@@ -527,7 +717,8 @@ class Backend(Component):
         """A new connection to ``node`` (not counted as in use: ``acquire`` does that).
         Raises ConnectError or BackendTimeout."""
         node.dials += 1
-        return await open_connection(node, lambda: self.conn_class(node, self.read_timeout, self.write_timeout),
+        conn_class, read_timeout, write_timeout = self.conn_class, self.read_timeout, self.write_timeout
+        return await open_connection(node, lambda: conn_class(node, read_timeout, write_timeout),
                                      dial_timeout=self.dial_timeout, ssl_context=self.ssl_context,
                                      server_hostname=self.tls_server_name or None, resolv=self.stage.resolv)
 
@@ -582,14 +773,17 @@ async def open_connection(node: Node, factory: Callable[[], BackendConn], *, dia
     if ssl_context is not None:
         sni = server_hostname or addr.host or None
     try:
-        if addr.path is not None:
-            path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
-            coro = loop.create_unix_connection(factory, path, ssl=ssl_context, server_hostname=sni)
-        else:
-            host = await _resolve(addr.host, addr.port, resolv)
-            coro = loop.create_connection(factory, host, addr.port, ssl=ssl_context, server_hostname=sni)
-        _transport, conn = await asyncio.wait_for(coro, dial_timeout)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: no task per dial, just a timer on this one.
+        async with asyncio.timeout(dial_timeout):
+            if addr.path is not None:
+                path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
+                _transport, conn = await loop.create_unix_connection(factory, path, ssl=ssl_context,
+                                                                     server_hostname=sni)
+            else:
+                host = await _resolve(addr.host, addr.port, resolv)
+                _transport, conn = await loop.create_connection(factory, host, addr.port, ssl=ssl_context,
+                                                                server_hostname=sni)
+    except TimeoutError:
         raise BackendTimeout(f"dialing {node.name} timed out after {dial_timeout:g}s", node) from None
     except ssl.SSLError as e:
         raise ConnectError(f"TLS to {node.name} failed: {e}", node) from None
@@ -610,4 +804,5 @@ async def _resolve(host: str, port: int, resolv: Any) -> str:
     return found[0][1]
 
 
-__all__ = ["Backend", "BackendConn", "BackendError", "BackendTimeout", "ConnectError", "Node", "open_connection"]
+__all__ = ["Backend", "BackendConn", "BackendError", "BackendTimeout", "ConnectError", "Node", "Receiver",
+           "open_connection"]

@@ -11,7 +11,12 @@ from .backend import Backend
 
 @backend("tcpsBackend")
 class TcpsBackend(Backend):
-    """Nodes reached over TCP, TLS or unix stream sockets."""
+    """Nodes reached over TCP, TLS or unix stream sockets. ``.proxyProtocol = "v1"|"v2"``
+    makes ``tcpsProxy`` open each upstream connection with a PROXY protocol header."""
+
+    def on_configure(self) -> None:
+        super().on_configure()
+        self.proxy_protocol = self.configure_string("proxyProtocol", "", choices=("", "v1", "v2"))
 
 
 @backend("tudsBackend")

@@ -10,33 +10,22 @@ import asyncio
 import logging
 import ssl
 
-from ..core.component import Component
 from ..core.registry import server
-from ..net.address import Address, parse_address
 from ..net.gate import Gate
+from ..net.server import NetServer
 from .app import App, app_lookup_table
 
 log = logging.getLogger("hemi.web.server")
 
 
-class WebServer(Component):
-    """Properties and app binding common to every web server."""
+class WebServer(NetServer):
+    """Properties and app binding common to every web server; gates, limits and timeouts come
+    from :class:`~hemi.net.server.NetServer`, as for every server."""
 
-    kind = "server"
     alpn: tuple[str, ...] = ("http/1.1",)
 
     def on_configure(self) -> None:
-        address = self.configure_string("address", None, required=True)
-        self.address: Address | None = None
-        if address is not None:
-            try:
-                self.address = parse_address(address)
-            except ValueError as e:
-                self.error(f".address {e}", self.find("address")[0].loc)  # type: ignore[union-attr]
-        self.num_gates = self.configure_int("numGates", 1, min=1, max=256)
-        self.max_conns_per_gate = self.configure_int("maxConnsPerGate", 10000, min=1)
-        self.read_timeout = self.configure_duration("readTimeout", 60.0, min=0.001)
-        self.write_timeout = self.configure_duration("writeTimeout", 60.0, min=0.001)
+        super().on_configure()  # .address, gates, connection limits, read and write timeouts
         self.recv_timeout = self.configure_duration("recvTimeout", 120.0, min=0.001)
         self.send_timeout = self.configure_duration("sendTimeout", 120.0, min=0.001)
         self.max_content_size = self.configure_size("maxContentSize", 1 << 40, min=0)
@@ -56,10 +45,6 @@ class WebServer(Component):
         self.server_line_end = self.server_line + b"\r\n"
         self.app_names = self.configure_string_list("forApps")
         self.apps: list[App] = []
-        self.gates: list[Gate] = []
-        self.ssl_context: ssl.SSLContext | None = None
-        self._sweeper: asyncio.Task | None = None
-        self.connections_total = 0
         self.requests_total = 0
 
     def on_bind(self) -> None:
@@ -150,45 +135,8 @@ class WebServer(Component):
             return requested
         return "https" if tls else "http"
 
-    def protocol_factory(self, gate: Gate) -> asyncio.Protocol:
-        raise NotImplementedError
-
-    async def on_start(self) -> None:
-        assert self.address is not None
-        for i in range(self.num_gates):
-            gate = Gate(self.address, self.protocol_factory, max_conns=self.max_conns_per_gate,
-                        ssl=self.ssl_context, index=i)
-            await gate.open()
-            self.gates.append(gate)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        log.info('%s "%s" listening on %s%s', self.sign, self.name, self.address, " (TLS)" if self.tls_mode else "")
-
-    async def _sweep(self) -> None:
-        """A few times a second, time out the connections whose deadline has passed. One timer
-        for the whole server costs less than a timer per connection re-armed on every request.
-        The period is a quarter of the shortest timeout (at most 0.5 s), so a timeout fires
-        late by at most that."""
-        loop = asyncio.get_running_loop()
-        period = min(0.5, max(0.05, min(self.read_timeout, self.write_timeout, self.recv_timeout) / 4))
-        while True:
-            await asyncio.sleep(period)
-            now = loop.time()
-            for gate in self.gates:
-                for conn in list(gate.conns):
-                    deadline = conn.deadline
-                    if deadline and now >= deadline:
-                        conn.on_timeout()
-
-    async def on_shutdown(self) -> None:
-        grace = self.stage.idle_grace
-        await asyncio.gather(*(gate.close(lambda c: c.drain(grace)) for gate in self.gates))
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        self.gates.clear()
-
-    @property
-    def bound_addresses(self) -> list[Address]:
-        return [g.bound for g in self.gates]
+    def sweep_period(self) -> float:
+        return min(0.5, max(0.05, min(self.read_timeout, self.write_timeout, self.recv_timeout) / 4))
 
 
 @server("httpxServer")

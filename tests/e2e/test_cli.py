@@ -88,7 +88,7 @@ def test_check_reports_every_mistake_with_its_place(tmp_path: Path) -> None:
         f"  {conf}:7:5: cannot include <missing.conf>: No such file or directory",
         f"  {conf}:11:21: .numGates is a duration, expected an integer (in httpxServer \"main\")",
         f"  {conf}:13:5: found unknown component 'fooServer' in stage, expected one of its kinds: fixture, runner, "
-        "backend, mesher, stater, storer, app, svc, server, cronjob; did you mean 'httpxServer'?",
+        "backend, mesher, stater, storer, app, svc, server, cronjob; did you mean 'echoServer'?",
         f"  {conf}:14:5: backend 'http2Backend' is not implemented yet (planned in a later issue (HTTP/2, HTTP/3 backends))",
         f"  {tmp_path / 'rules.conf'}:3:5: found unknown property .returnCod in rule \"rule#1\"; did you mean .returnCode?",
     ]

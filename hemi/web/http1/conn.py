@@ -322,7 +322,8 @@ class Http1Conn(asyncio.Protocol):
         self.out_chunked = False
         self.expect_pending = head.expect_continue
         self.out_close = not head.keep_alive or self.draining or (
-            server.max_streams_per_conn > 0 and self.requests >= server.max_streams_per_conn)
+            server.max_streams_per_conn > 0 and self.requests >= server.max_streams_per_conn) or (
+            head.method == "CONNECT")  # unless a tunnel takes the connection, nothing HTTP follows a CONNECT
         if head.chunked or head.content_length:
             self.body_done = False
             self.discarded = 0
@@ -373,7 +374,12 @@ class Http1Conn(asyncio.Protocol):
                 raise HTTPError(400, "'*' is only for OPTIONS")
             encoded, query, authority, scheme, absolute = "/", "", head.host or "", server.scheme_for(self.tls), False
         elif head.method == "CONNECT":
-            raise HTTPError(501, "CONNECT is not enabled on this server")
+            # authority-form "host:port" (RFC 9110 §9.3.6): a tunnel, opened by a forward
+            # http1Proxy with .allowConnect; any other handler refuses it (405).
+            host, sep, port = target.rpartition(":")
+            if not sep or not host or not port.isdigit() or "/" in target or "@" in target:
+                raise HTTPError(400, "bad CONNECT target, expected host:port")
+            encoded, query, authority, scheme, absolute = "/", "", target, server.scheme_for(self.tls), False
         else:
             scheme_part, sep, rest = target.partition("://")
             scheme_part = scheme_part.lower()
@@ -508,7 +514,9 @@ class Http1Conn(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self._wait_head()
+        # _wait_head(), inlined: this runs once per request.
+        self.deadline = self.loop.time() + self.server.read_timeout
+        self.timeout_kind = "head"
         if not self.processing and (self.parser.buffered or self.eof):
             self._process()
 

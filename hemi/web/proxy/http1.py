@@ -26,7 +26,7 @@ import asyncio
 import os
 import ssl
 import tempfile
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from ...core.registry import backend, handlet
 from ...net.address import Address
@@ -36,6 +36,7 @@ from ..errors import HTTPError
 from ..handlet import Handlet
 from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser,
                            encode_chunk, encode_last_chunk, render_response_head)
+from .connect import open_tunnel
 from . import HOP_BY_HOP, IDEMPOTENT, connection_options, copy_request_headers, forwarding_headers
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file in pieces this big
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
 _GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
+_SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
 # Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
 _REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect", "via", "x-forwarded-for",
                                      "x-forwarded-proto", "x-forwarded-host"}
@@ -114,7 +116,8 @@ class _HostPool:
         self.node = Node(None, address, keep_conns=proxy.forward_keep_conns)
         self.tls = tls
 
-    async def acquire(self, *, client_ip: str = "", exclude: frozenset[Node] = frozenset()) -> BackendConn:
+    async def acquire(self, *, client_ip: str = "", exclude: frozenset[Node] = frozenset(),
+                      node: Node | None = None) -> BackendConn:
         node = self.node
         if node in exclude:
             raise ConnectError(f"{node.name}: no other node to try", node)
@@ -169,6 +172,13 @@ class Http1Proxy(Handlet):
         self.write_timeout = self.configure_duration("writeTimeout", 30.0, min=0.001)
         self.alive_timeout = self.configure_duration("aliveTimeout", 5.0, min=0.0)
         self.forward_keep_conns = self.configure_int("keepConns", 4, min=0)
+        # CONNECT tunnels (forward mode only; see connect.py).
+        self.allow_connect = self.configure_bool("allowConnect", False)
+        self.connect_ports = frozenset(self.configure_list(
+            "connectPorts", [443], check=lambda v: None if v and all(type(p) is int and 0 < p < 65536 for p in v)
+            else "must be a non-empty list of port numbers"))
+        if self.allow_connect and self.proxy_mode != "forward":
+            self.error('.allowConnect needs .proxyMode = "forward"', self.block.prop_locs.get("allowConnect"))
         self.backend: Backend | None = None
         self.forward_ssl: ssl.SSLContext | None = None
         self._hosts: dict[tuple[str, int, bool], _HostPool] = {}
@@ -177,6 +187,7 @@ class Http1Proxy(Handlet):
         self._response_drop = _RESPONSE_DROP | self.del_response_headers
         self._added_request = "".join(f"{k}: {v}\r\n" for k, v in self.add_request_headers)
         self._tls_backend = False
+        self.forward = self.proxy_mode == "forward"
 
     def _header_dict(self, name: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -215,10 +226,38 @@ class Http1Proxy(Handlet):
         self._hosts.clear()
 
     # -- the exchange -------------------------------------------------------------------------------------
-    async def handle(self, req: "Request", resp: "Response") -> bool:
+    def handle(self, req: "Request", resp: "Response") -> Awaitable[bool]:
+        """The hot path: a body-less request to the backend over an idle pooled connection is
+        written here and answered from the connection's callbacks (:class:`_Exchange`); this
+        returns the future it settles. Anything else is the coroutine :meth:`_serve`."""
+        backend = self.backend
+        if (backend is None or req.upgrade is not None or req.chunked or req.content_length
+                or req.method in _SLOW_METHODS or self.buffer_server_content or (req.is_absolute and self.forward)):
+            return self._serve(req, resp)
+        try:
+            node = backend.pick(req.client_ip)
+        except ConnectError as e:
+            raise HTTPError(502, str(e)) from None
+        conn = backend.take(node)
+        if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
+            return self._serve(req, resp, node)
+        abort_on_eof = getattr(req.stream, "abort_on_eof", None)
+        if abort_on_eof is not None:
+            abort_on_eof()  # a client that leaves cancels the exchange: the upstream connection is closed
+        return _Exchange(self, backend, conn, req, resp).start(
+            self._request_head(req, self._upstream_host(req) or node.name, None))
+
+    async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
+        """Every exchange the hot path does not take (bodies, upgrades, dials, forward mode,
+        buffering, HEAD, CONNECT), and the retry of one whose pooled connection was found dead
+        (``stale`` such connections so far). ``first``: the node the hot path picked."""
         abort_on_eof = getattr(req.stream, "abort_on_eof", None)
         if abort_on_eof is not None:
             abort_on_eof()  # a client that leaves cancels this task: the upstream connection is closed
+        if req.method == "CONNECT":
+            await open_tunnel(req, resp, allowed=self.allow_connect, ports=self.connect_ports,
+                              dial_timeout=self.dial_timeout, idle_timeout=self.read_timeout, resolv=self.stage.resolv)
+            return True
         upstream = self._upstream(req)
         if req.upgrade is not None:
             await self._tunnel(upstream, req, resp)
@@ -230,10 +269,11 @@ class Http1Proxy(Handlet):
         host = self._upstream_host(req)
         head = self._request_head(req, host, body)
         exclude: frozenset[Node] = frozenset()
-        retries = stale = 0
+        retries = 0
         while True:
             try:
-                conn = await upstream.acquire(client_ip=req.client_ip, exclude=exclude)
+                conn = await upstream.acquire(client_ip=req.client_ip, exclude=exclude, node=first)
+                first = None
             except BackendTimeout as e:
                 raise HTTPError(504, str(e)) from None
             except BackendError as e:
@@ -276,8 +316,7 @@ class Http1Proxy(Handlet):
                 if node.fails:
                     upstream.report(node, True)
                 done = True  # from here the relay releases the connection itself
-                await self._relay(upstream, conn, parser, rhead, req, resp)
-                return True
+                return await self._relay(upstream, conn, parser, rhead, req, resp, [])
             except BaseException:
                 if not done:
                     upstream.release(conn, reusable=False)
@@ -395,8 +434,9 @@ class Http1Proxy(Handlet):
         resp.headers.extend(out)
 
     async def _relay(self, upstream: Any, conn: BackendConn, parser: ResponseParser, rhead: ResponseHead,
-                     req: "Request", resp: "Response") -> None:
-        """Send the response to the client; release ``conn`` as soon as the upstream is done."""
+                     req: "Request", resp: "Response", parts: list[bytes]) -> bool:
+        """Send the response to the client (``parts``: body bytes already taken from the
+        parser); release ``conn`` as soon as the upstream is done."""
         self._copy_head(rhead, resp)
         reusable = rhead.keep_alive and rhead.version == "1.1"
         released = False
@@ -413,8 +453,7 @@ class Http1Proxy(Handlet):
                 limit = _GATHER_LIMIT
                 length = rhead.content_length
                 wait = length is not None and length <= limit
-            parts: list[bytes] = []
-            size = 0
+            size = sum(map(len, parts))
             trailers: list[tuple[str, str]] = []
             while True:
                 event = parser.next_event()
@@ -434,11 +473,11 @@ class Http1Proxy(Handlet):
                     break
             if released and not trailers and req.method != "HEAD":
                 resp.send(parts[0] if len(parts) == 1 else b"".join(parts))
-                return
+                return True
             if buffering and not released:
                 released = True  # the spooler releases it
                 await self._relay_spooled(upstream, conn, parser, reusable, parts, size, req, resp)
-                return
+                return True
             # Stream the rest (a HEAD reply: just the head, with the upstream's length).
             if rhead.content_length is not None:
                 resp.set_length(rhead.content_length)
@@ -456,6 +495,7 @@ class Http1Proxy(Handlet):
             for name, value in trailers:
                 resp.add_trailer(name, value)
             await resp.end()
+            return True
         except BackendTimeout as e:
             upstream.report(conn.node, False)
             raise HTTPError(504, str(e)) from None
@@ -466,6 +506,15 @@ class Http1Proxy(Handlet):
         finally:
             if not released:
                 upstream.release(conn, reusable=False)
+
+    @staticmethod
+    async def _send_chunked(resp: "Response", parts: list[bytes], trailers: list[tuple[str, str]]) -> bool:
+        """A complete response with trailers (the head is copied already)."""
+        await resp.echo(b"".join(parts))
+        for name, value in trailers:
+            resp.add_trailer(name, value)
+        await resp.end()
+        return True
 
     async def _relay_spooled(self, upstream: Any, conn: BackendConn, parser: ResponseParser, reusable: bool,
                              parts: list[bytes], size: int, req: "Request", resp: "Response") -> None:
@@ -520,7 +569,7 @@ class Http1Proxy(Handlet):
                 raise HTTPError(502, f"{conn.node.name} closed the connection without a response")
             if rhead.status != 101:
                 relaying = True  # the relay releases the connection
-                await self._relay(upstream, conn, parser, rhead, req, resp)
+                await self._relay(upstream, conn, parser, rhead, req, resp, [])
                 return
             client = _TunnelClientSide(req.stream, conn)
             transport, early = take_over(client)
@@ -534,6 +583,203 @@ class Http1Proxy(Handlet):
         finally:
             if not relaying:
                 upstream.release(conn, reusable=False)
+
+
+class _Exchange:
+    """The hot path of one exchange, driven by the upstream connection's callbacks (it is the
+    connection's :class:`~hemi.net.backend.Receiver`): bytes are parsed as they arrive, and a
+    response that is complete in memory (sized, up to _GATHER_LIMIT) is relayed from
+    ``data_received`` itself, the connection pooled first. No task, no future per read: the
+    only future is the one ``handle`` returns, settled here.
+
+    What the hot path does not finish goes on in a task running the coroutine code it shares
+    with :meth:`Http1Proxy._serve`: a response to stream (large, chunked, or delimited by the
+    close) continues in :meth:`Http1Proxy._relay` from where the parser is; a pooled connection
+    found closed before any response byte retries in ``_serve``. A client that goes away
+    cancels the future (or that task), and the upstream connection is closed.
+    """
+
+    __slots__ = ("proxy", "upstream", "conn", "parser", "req", "resp", "future", "rhead", "parts", "size", "task",
+                 "gather")
+
+    def __init__(self, proxy: Http1Proxy, upstream: Backend, conn: BackendConn, req: "Request",
+                 resp: "Response") -> None:
+        self.proxy = proxy
+        self.upstream = upstream
+        self.conn: BackendConn | None = conn
+        self.req = req
+        self.resp = resp
+        self.rhead: ResponseHead | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.task: asyncio.Task | None = None
+        self.gather = False
+
+    def start(self, head: bytes) -> "asyncio.Future[bool]":
+        conn = self.conn
+        assert conn is not None
+        self.parser = response_parser(conn, self.req.method)
+        fut = self.future = conn.loop.create_future()
+        fut.add_done_callback(self._cancelled)
+        try:
+            conn.write(head)
+        except BackendError:
+            self.closed(None)  # the pooled connection is dead: retried as any stale one
+            return fut
+        conn.listen(self)
+        return fut
+
+    # -- Receiver ---------------------------------------------------------------------------------------
+    def data(self, data: bytes) -> None:
+        parser = self.parser
+        parser.feed(data)
+        try:
+            self._advance()
+        except ProtocolError as e:  # a bad head counts against the node, as in _serve
+            self._fail(502, f"bad response from {self._node_name()}: {e.reason}", report=self.rhead is None)
+        except BaseException as e:  # e.g. the client's connection broke while we answered
+            self._fail_with(e)
+
+    def closed(self, exc: BaseException | None) -> None:
+        if self.conn is None:
+            return
+        if self.rhead is None and not self.parser.buffered and not self.parts:
+            # Closed before any response byte: a pooled connection the upstream had given up.
+            conn = self.conn
+            self.conn = None
+            node = conn.node
+            self.upstream.release(conn, reusable=False)
+            if self.req.method in IDEMPOTENT:
+                node.close_idle()  # its siblings from the same era are likely dead too
+                self._spawn(self.proxy._serve(self.req, self.resp, None, 1))
+            else:
+                self._settle_error(HTTPError(502, f"{node.name} closed the connection without a response"))
+            return
+        self.data(b"")  # the parser learns of the close: a cut-short response is a 502
+
+    def timed_out(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        self._fail(504, f"no data from {conn.node.name} within readTimeout", report=True)
+
+    # -- progress -----------------------------------------------------------------------------------------
+    def _advance(self) -> None:
+        parser = self.parser
+        rhead = self.rhead
+        if rhead is None:
+            while True:
+                event = parser.next_event()
+                if event is NEED_DATA:
+                    return
+                if event is CLOSED:
+                    raise ProtocolError(502, "closed after an interim response")
+                assert type(event) is ResponseHead, event
+                if event.status >= 200:
+                    break
+                if event.status == 101:
+                    raise ProtocolError(502, "switched protocols uninvited")
+            rhead = self.rhead = event
+            length = rhead.content_length
+            self.gather = length is not None and length <= _GATHER_LIMIT
+            node = self.conn.node  # type: ignore[union-attr]
+            if node.fails:
+                self.upstream.report(node, True)
+        parts = self.parts
+        while True:
+            event = parser.next_event()
+            kind = type(event)
+            if kind is Body:
+                parts.append(event.data)
+                self.size += len(event.data)
+            elif kind is EndOfMessage:
+                self._complete(event.trailers)
+                return
+            else:  # NEED_DATA
+                if self.gather:
+                    return
+                break
+        # Stream the rest from a task: the relay takes the connection over from here.
+        conn = self.conn
+        assert conn is not None
+        conn.unlisten()
+        self.conn = None
+        self._spawn(self.proxy._relay(self.upstream, conn, parser, rhead, self.req, self.resp, parts))
+
+    def _complete(self, trailers: list[tuple[str, str]]) -> None:
+        conn = self.conn
+        assert conn is not None and self.rhead is not None
+        conn.unlisten()
+        self.conn = None
+        rhead = self.rhead
+        self.upstream.release(conn, reusable=rhead.keep_alive and rhead.version == "1.1" and not self.parser.buffered)
+        resp = self.resp
+        self.proxy._copy_head(rhead, resp)
+        parts = self.parts
+        if trailers:  # only a chunked response carries them on: stream it
+            self._spawn(self.proxy._send_chunked(resp, parts, trailers))
+            return
+        resp.send(parts[0] if len(parts) == 1 else b"".join(parts))
+        fut = self.future
+        if not fut.done():
+            fut.remove_done_callback(self._cancelled)
+            fut.set_result(True)
+
+    # -- endings ----------------------------------------------------------------------------------------
+    def _node_name(self) -> str:
+        return self.conn.node.name if self.conn is not None else "the upstream"
+
+    def _fail(self, status: int, reason: str, *, report: bool = False) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.unlisten()
+            if report:
+                self.upstream.report(conn.node, False)
+            self.upstream.release(conn, reusable=False)
+        self._settle_error(HTTPError(status, reason))
+
+    def _fail_with(self, exc: BaseException) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.unlisten()
+            self.upstream.release(conn, reusable=False)
+        self._settle_error(exc)
+
+    def _settle_error(self, exc: BaseException) -> None:
+        fut = self.future
+        if not fut.done():
+            fut.remove_done_callback(self._cancelled)
+            fut.set_exception(exc)
+
+    def _spawn(self, coro: Any) -> None:
+        """Go on in a task (the coroutine owns the connection from now on)."""
+        task = self.task = self.future.get_loop().create_task(coro)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.task = None
+        fut = self.future
+        if fut.done():
+            return
+        fut.remove_done_callback(self._cancelled)
+        if task.cancelled():
+            fut.cancel()
+        elif task.exception() is not None:
+            fut.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            fut.set_result(task.result())
+
+    def _cancelled(self, fut: "asyncio.Future[bool]") -> None:
+        """The exchange was given up (the client went away): stop the upstream side too."""
+        if self.task is not None:
+            self.task.cancel()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.unlisten()
+            self.upstream.release(conn, reusable=False)
 
 
 # A 101's fields are copied except these (we write Connection and Upgrade ourselves).

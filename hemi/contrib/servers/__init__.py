@@ -1,0 +1,1 @@
+"""Layer-4 servers that are not meshers: echoServer and socksServer."""
