@@ -18,10 +18,8 @@ Targets (issue 8): raw ASGI >= 1.3 x uvicorn and above granian; FastAPI >= 1.1 x
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,25 +27,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from web_bench import free_port, wait_port, wrk  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, free_port, missing_tools, spawn, stop_all, wait_port, write_json, wrk  # noqa: E402
+from web_bench import ASGI_HELLO  # noqa: E402
 
 APPS = {
-    "hello_app.py": '''
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"13")]})
-    await send({"type": "http.response.body", "body": b"hello, world!"})
-''',
+    "hello_app.py": ASGI_HELLO,
     "fastapi_app.py": '''
 from fastapi import FastAPI
 
@@ -97,30 +81,6 @@ def command(server: str, app: str, port: int, tmp: Path, case: str) -> list[str]
     raise ValueError(server)
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        stats[int(entry)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        if p in stats:
-            total += (int(stats[p][11]) + int(stats[p][12])) / ticks
-        todo.extend(children.get(p, ()))
-    return total
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -130,10 +90,8 @@ def main() -> int:
     ap.add_argument("--servers", default=f"gorox,uvicorn,granian,{FLOOR}")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    for tool in ("wrk", "taskset"):
-        if not shutil.which(tool):
-            print(f"missing {tool}", file=sys.stderr)
-            return 2
+    if missing_tools("wrk", "taskset"):
+        return 2
     cases = args.cases.split(",")
     servers = args.servers.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="asgibench-"))
@@ -149,8 +107,7 @@ def main() -> int:
                 if server == FLOOR and case != "hello":
                     continue
                 port = free_port()
-                procs[case, server] = (subprocess.Popen(command(server, app, port, tmp, case), cwd=tmp, env=env,
-                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+                procs[case, server] = (spawn(command(server, app, port, tmp, case), cwd=tmp, env=env), port)
         for (case, server), (proc, port) in procs.items():
             wait_port(port)
         for case in cases:
@@ -165,22 +122,13 @@ def main() -> int:
                 for server in here:
                     proc, port = procs[case, server]
                     path = path_of(server)
-                    before = tree_cpu(proc.pid)
-                    r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.conns)
-                    cpu = tree_cpu(proc.pid) - before
-                    r["cpu_us"] = cpu / (r["rps"] * args.duration) * 1e6 if r["rps"] else 0.0
+                    r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.conns, proc.pid)
                     results.setdefault(case, {}).setdefault(server, []).append(r)
                     bad = f" non-2xx {r['non2xx']}" if r["non2xx"] else ""
                     print(f"{case:8} {server:8} {r['rps']:>9.0f} req/s  {r['cpu_us']:6.1f} us CPU/req  "
                           f"p50 {r['p50']}{bad}", flush=True)
     finally:
-        for proc, _ in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(proc for proc, _ in procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
     medians: dict[str, dict[str, dict[str, float]]] = {}
     print("\nmedians (requests/s, server CPU per request):")
@@ -198,8 +146,7 @@ def main() -> int:
                 print(f"    the ASGI layer costs {m['gorox']['cpu_us'] - m[FLOOR]['cpu_us']:.1f} us per request over "
                       f"gorox's floor ({m[FLOOR]['cpu_us']:.1f} us: a .returnText rule)")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": medians}, indent=1))
+        write_json(args.out, {"args": vars(args), "runs": results, "medians": medians})
     return 0
 
 

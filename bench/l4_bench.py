@@ -18,10 +18,8 @@ Targets (issue 5): gorox >= 0.7 x nginx MB/s and >= 0.6 x nginx requests/s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,8 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_bench import NGINX, ROOT, cpu_seconds, wrk  # noqa: E402
-from web_bench import free_port, wait_port  # noqa: E402
+from common import NGINX, ROOT, cpu_seconds, free_port, gorox_cmd, missing_tools, nginx_conf, nginx_temp_paths, \
+    spawn, stop_all, wait_port, write_json, wrk  # noqa: E402
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
@@ -46,23 +44,12 @@ stage {{
 }}
 '''
 
-NGINX_HEAD = '''
-{load}
-worker_processes 1;
-daemon off;
-pid {tmp}/{name}.pid;
-error_log {tmp}/{name}-error.log warn;
-{user}
-events {{ worker_connections 4096; }}
-'''
-
 UPSTREAM = '''
 http {{
     access_log off;
     keepalive_requests 1000000;
     sendfile on;
-    client_body_temp_path {tmp}/up-body; proxy_temp_path {tmp}/up-proxy; fastcgi_temp_path {tmp}/up-fastcgi;
-    uwsgi_temp_path {tmp}/up-uwsgi; scgi_temp_path {tmp}/up-scgi;
+    {temps}
     types {{ text/plain txt; application/octet-stream bin; }}
     server {{
         listen 127.0.0.1:{port};
@@ -79,17 +66,6 @@ stream {{
     }}
 }}
 '''
-
-
-def nginx(tmp: Path, name: str, body: str, *, stream: bool = False) -> Path:
-    # As root, nginx's workers would run as nobody and could not read a private temp dir.
-    user = "user root root;" if os.geteuid() == 0 else ""
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / f"up-{d}").mkdir(exist_ok=True)
-    load = f"load_module {STREAM_MODULE};" if stream else ""
-    path = tmp / f"{name}.conf"
-    path.write_text(NGINX_HEAD.format(load=load, tmp=tmp, name=name, user=user) + body)
-    return path
 
 
 def bulk(url: str, pid: int) -> dict:
@@ -112,10 +88,8 @@ def main() -> int:
     ap.add_argument("--bulk", type=int, default=1024, help="MiB downloaded per bulk round")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "l4.json"))
     args = ap.parse_args()
-    for tool in ("wrk", "taskset", "curl"):
-        if not shutil.which(tool):
-            print(f"missing {tool}", file=sys.stderr)
-            return 2
+    if missing_tools("wrk", "taskset", "curl"):
+        return 2
     if not os.path.exists(NGINX) or not os.path.exists(STREAM_MODULE):
         print("missing nginx or its stream module (apt-get install -y -qq nginx libnginx-mod-stream)", file=sys.stderr)
         return 2
@@ -127,19 +101,16 @@ def main() -> int:
     with open(www / "big.bin", "wb") as f:   # sparse: read from the page cache, no disk
         f.truncate(args.bulk << 20)
     ports = {"upstream": free_port(), "gorox": free_port(), "nginx": free_port()}
-    up_conf = nginx(tmp, "upstream", UPSTREAM.format(port=ports["upstream"], www=www, tmp=tmp))
-    px_conf = nginx(tmp, "stream", STREAM.format(port=ports["nginx"], upstream=ports["upstream"]), stream=True)
+    up_conf = nginx_conf(tmp, "upstream", UPSTREAM.format(port=ports["upstream"], www=www,
+                                                          temps=nginx_temp_paths(tmp, "upstream")))
+    px_conf = nginx_conf(tmp, "stream", STREAM.format(port=ports["nginx"], upstream=ports["upstream"]),
+                         modules=[STREAM_MODULE])
     (tmp / "gorox.conf").write_text(GOROX_CONF.format(port=ports["gorox"], upstream=ports["upstream"]))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    gorox_cmd = [sys.executable, "-m", "gorox", "serve", "-single", "-config", str(tmp / "gorox.conf"),
-                 "-base", str(tmp)]
     procs = {
-        "upstream": subprocess.Popen(["taskset", "-c", "1", NGINX, "-c", str(up_conf), "-p", str(tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        "gorox": subprocess.Popen(["taskset", "-c", "0", *gorox_cmd], cwd=tmp, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        "nginx": subprocess.Popen(["taskset", "-c", "0", NGINX, "-c", str(px_conf), "-p", str(tmp)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        "upstream": spawn([NGINX, "-c", str(up_conf), "-p", str(tmp)], cpu="1"),
+        "gorox": spawn(gorox_cmd(tmp / "gorox.conf", tmp, "-single"), cpu="0", cwd=tmp, env=env),
+        "nginx": spawn([NGINX, "-c", str(px_conf), "-p", str(tmp)], cpu="0"),
     }
     bulk_runs: dict[str, list[dict]] = {}
     req_runs: dict[str, list[dict]] = {}
@@ -161,14 +132,7 @@ def main() -> int:
                       f"{'  non-2xx ' + str(r['non2xx']) if r['non2xx'] else ''}"
                       f"{'  socket errors ' + r['socket_errors'] if r['socket_errors'] else ''}", flush=True)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
 
     def med(runs: dict[str, list[dict]], key: str) -> dict[str, float]:
@@ -182,10 +146,8 @@ def main() -> int:
     print(f"req medians:  gorox {rps['gorox']:.0f} req/s ({cpu_req['gorox']:.1f} us CPU/req), "
           f"nginx {rps['nginx']:.0f} req/s ({cpu_req['nginx']:.1f} us CPU/req); "
           f"gorox/nginx = {rps['gorox'] / rps['nginx']:.2f}x (target >= 0.6x)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "bulk": bulk_runs, "requests": req_runs,
-                                          "medians": {"mbps": mbps, "cpu_ms_per_mb": cpu_mb, "rps": rps,
-                                                      "cpu_us_per_req": cpu_req}}, indent=1))
+    write_json(args.out, {"args": vars(args), "bulk": bulk_runs, "requests": req_runs,
+                          "medians": {"mbps": mbps, "cpu_ms_per_mb": cpu_mb, "rps": rps, "cpu_us_per_req": cpu_req}})
     return 0
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, free_port, group_cpu_seconds, stop_all, wrk, wrk_errors  # bench/ is on sys.path
 
 CONF = '''
 stage {{
@@ -61,12 +60,6 @@ class BenchBurn(Handlet):
 '''
 
 MODES = {"single": ["-single"], "1 worker": ["-workers", "1"], "2 workers": ["-workers", "2"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_shares(base: Path) -> str:
@@ -108,40 +101,6 @@ def start(mode: str, tmp: Path) -> tuple[subprocess.Popen, int]:
     raise TimeoutError(f"gorox ({mode}) did not start")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def cpu_seconds(pgid: int) -> float:
-    """user + system CPU time of every live process in a process group (leader and workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def wrk(url: str, duration: int, conns: int, threads: int) -> float:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", url],
-                         capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -163,13 +122,16 @@ def main() -> int:
                 proc, port = start(mode, Path(tmp))
                 try:
                     url = f"http://127.0.0.1:{port}{args.path}"
-                    wrk(url, 1, args.conns, args.threads)  # warm up: every worker gets connections
-                    cpu0 = cpu_seconds(proc.pid)
-                    rps = wrk(url, args.duration, args.conns, args.threads)
-                    cpu = cpu_seconds(proc.pid) - cpu0
+                    wrk(url, 1, args.conns, threads=args.threads, cpu=None)  # warm up: every worker gets connections
+                    cpu0 = group_cpu_seconds(proc.pid)
+                    run = wrk(url, args.duration, args.conns, threads=args.threads, cpu=None)
+                    cpu = group_cpu_seconds(proc.pid) - cpu0
+                    if wrk_errors(run):
+                        raise RuntimeError(f"wrk saw errors: {run}")
+                    rps = run["rps"]
                     shares = worker_shares(Path(tmp) / re.sub(r"\W", "_", mode)) if mode != "single" else ""
                 finally:
-                    stop(proc)
+                    stop_all([proc], 15, group=True)
                 results[mode].append(rps)
                 per_request[mode].append(cpu / (rps * args.duration) * 1e6)
                 print(f"round {r + 1} {mode:>9}: {rps:10.0f} req/s, gorox used {cpu / args.duration:.2f} cores, "

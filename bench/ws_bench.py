@@ -23,7 +23,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -33,10 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asgi_bench import tree_cpu  # noqa: E402
-from web_bench import free_port, wait_port  # noqa: E402
+from common import ROOT, cpu_seconds, free_port, spawn, stop_all, wait_port, write_json  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"          # ws_echo.py: the raw ASGI echo app every ASGI server runs
 
 GOROX_CONF = '''
@@ -210,29 +207,22 @@ def main() -> int:
     try:
         for server in servers:
             port = free_port()
-            procs[server] = (subprocess.Popen(command(server, port, tmp), cwd=tmp, env=env,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+            procs[server] = (spawn(command(server, port, tmp), cwd=tmp, env=env), port)
         for server, (_, port) in procs.items():
             wait_port(port)
             measure(port, args, 1.0, 0.2)  # warm-up
         for _ in range(args.rounds):
             for server in servers:
                 proc, port = procs[server]
-                before = tree_cpu(proc.pid)
+                before = cpu_seconds(proc.pid)
                 r = measure(port, args, args.duration, args.warmup)
-                cpu = tree_cpu(proc.pid) - before
+                cpu = cpu_seconds(proc.pid) - before
                 # CPU over warm-up + measurement, per message over the same span (rate x time).
                 r["cpu_us"] = cpu / (r["rate"] * (args.duration + args.warmup)) * 1e6 if r["rate"] else 0.0
                 results.setdefault(server, []).append(r)
                 print(f"{server:15} {r['rate']:>9.0f} msgs/s  {r['cpu_us']:6.1f} us CPU/msg", flush=True)
     finally:
-        for proc, _ in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(proc for proc, _ in procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {s: {"rate": statistics.median(r["rate"] for r in runs),
                    "cpu_us": statistics.median(r["cpu_us"] for r in runs)} for s, runs in results.items()}
@@ -244,8 +234,7 @@ def main() -> int:
             print(f"  {ours} / {base}: {medians[ours]['rate'] / medians[base]['rate']:.2f}x msgs/s, "
                   f"{medians[base]['cpu_us'] / medians[ours]['cpu_us']:.2f}x less CPU per message")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results, "medians": medians}, indent=1))
+        write_json(args.out, {"args": vars(args), "runs": results, "medians": medians})
     return 0
 
 

@@ -14,19 +14,16 @@ Target (issue 8): gorox >= 1.0 x gunicorn gthread's requests/s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from web_bench import free_port, wait_port, wrk  # bench/ is on sys.path when this script runs
+from common import ROOT, free_port, missing_tools, stop_all, wait_port, write_json, wrk, wrk_errors  # bench/ is on sys.path
 
-ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
 
 GOROX_CONF = """
@@ -53,16 +50,6 @@ def commands(tmp: Path, ports: dict[str, int], threads: int) -> dict[str, list[s
     }
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -72,10 +59,8 @@ def main() -> int:
     ap.add_argument("--servers", default="gorox,gunicorn,granian")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "wsgi.json"))
     args = ap.parse_args()
-    for tool in ("wrk", "taskset"):
-        if not shutil.which(tool):
-            print(f"missing {tool}", file=sys.stderr)
-            return 2
+    if missing_tools("wrk", "taskset"):
+        return 2
     servers = args.servers.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="wsgibench-"))
     ports = {name: free_port() for name in ("gorox", "gunicorn", "granian")}
@@ -93,12 +78,9 @@ def main() -> int:
             for name in servers:
                 r = wrk(f"http://127.0.0.1:{ports[name]}/hello", args.duration, args.conns)
                 results.setdefault(name, []).append(r)
-                bad = f" non-2xx {r['non2xx']}" if r["non2xx"] else ""
-                errs = f" socket errors: {r['socket_errors']}" if r["socket_errors"] else ""
-                print(f"flask hello {name:9} {r['rps']:>9.0f} req/s p50 {r['p50']}{bad}{errs}", flush=True)
+                print(f"flask hello {name:9} {r['rps']:>9.0f} req/s p50 {r['p50']}{wrk_errors(r)}", flush=True)
     finally:
-        for p in procs.values():
-            stop(p)
+        stop_all(procs.values())
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {name: statistics.median(r["rps"] for r in runs) for name, runs in results.items()}
     print("\nmedians: " + ", ".join(f"{n}: {v:.0f} req/s" for n, v in medians.items()))
@@ -111,9 +93,8 @@ def main() -> int:
         ratios["gorox_vs_granian"] = medians["gorox"] / medians["granian"]
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}x")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "commands": cmds, "runs": results,
-                                          "medians": medians, "ratios": ratios}, indent=1))
+    write_json(args.out, {"args": vars(args), "commands": cmds, "runs": results, "medians": medians,
+                          "ratios": ratios})
     return 0
 
 

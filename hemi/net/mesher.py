@@ -46,7 +46,7 @@ from ..core.component import Component
 from ..core.logs import AccessLog
 from ..core.registry import register
 from ..web.rule import compile_compare
-from .address import Address, parse_address
+from .server import Gated
 
 log = logging.getLogger("hemi.net.mesher")
 
@@ -192,12 +192,14 @@ class MeshConn:
         self.mesher.log_access(self)
 
 
-class Mesher(Component):
+class Mesher(Gated):
     """Properties, cases and the access log every mesher shares (Gorox's Server_ + mesher_).
 
-    Subclasses open gates in ``on_start``, build a :class:`MeshConn` for each connection and
-    call :meth:`dispatch`; they close their gates in ``on_shutdown`` and then call
-    ``super().on_shutdown()`` to close the access log.
+    ``.address``, gates, connection limits, timeouts, the sweeper and the drain at shutdown come
+    from :class:`~hemi.net.server.Gated`, as for servers. Subclasses build a :class:`MeshConn`
+    for each connection (``protocol_factory``) and call :meth:`dispatch`; one that opens other
+    gates overrides ``on_start`` and ``on_shutdown``, the latter ending with
+    ``super().on_shutdown()`` (which closes the access log).
     """
 
     kind = "mesher"
@@ -205,17 +207,7 @@ class Mesher(Component):
     transports: ClassVar[tuple[str, ...]] = ()
 
     def on_configure(self) -> None:
-        address = self.configure_string("address", None, required=True)
-        self.address: Address | None = None
-        if address is not None:
-            try:
-                self.address = parse_address(address)
-            except ValueError as e:
-                self.error(f".address {e}", self.find("address")[0].loc)  # type: ignore[union-attr]
-        self.num_gates = self.configure_int("numGates", 1, min=1, max=256)
-        self.max_conns_per_gate = self.configure_int("maxConnsPerGate", 10000, min=1)
-        self.read_timeout = self.configure_duration("readTimeout", 60.0, min=0.001)
-        self.write_timeout = self.configure_duration("writeTimeout", 60.0, min=0.001)
+        super().on_configure()  # .address, gates, connection limits, read and write timeouts
         self.tls_mode = self.configure_bool("tlsMode", False)
         self.tls_certificate = self.configure_file("tlsCertificate")
         self.tls_private_key = self.configure_file("tlsPrivateKey")
@@ -231,7 +223,6 @@ class Mesher(Component):
         if not self.cases:
             self.error("has no case: every connection would be closed (add case { ... } with a dealer)")
         self._conn_ids = 0
-        self.connections_total = 0
 
     def _configure_access_log(self) -> str | None:
         """``.accessLog``: true (default: <logsDir>/<name>.access.log), false, or a file path."""
@@ -259,6 +250,7 @@ class Mesher(Component):
             self.access_log = AccessLog(self.access_log_path)
 
     async def on_shutdown(self) -> None:
+        await super().on_shutdown()
         if self.access_log is not None:
             self.access_log.close()
             self.access_log = None

@@ -1,9 +1,14 @@
-"""The base of every server (echoServer, socksServer, and the web servers): gates on
-``.address``, connection limits, and one timer for every connection's deadline.
+"""The base of every server (echoServer, socksServer, and the web servers) and of every mesher:
+gates on ``.address``, connection limits, and one timer for every connection's deadline.
+
+:class:`Gated` holds what servers and meshers share (``.address``, ``.numGates``,
+``.maxConnsPerGate``, ``.readTimeout``, ``.writeTimeout``, the gates, the sweeper, the drain at
+shutdown); :class:`NetServer` is the server kind of it, ``hemi.net.mesher.Mesher`` the mesher kind.
 
 A connection made by ``protocol_factory`` honours a small contract, the same one the web
 server's connections keep: a ``deadline`` attribute (a ``loop.time()`` instant, 0 for none),
-``on_timeout()`` called once it has passed, and ``drain(grace)`` to finish at shutdown.
+``on_timeout()`` called once it has passed, and ``drain(grace)`` to finish at shutdown. A
+component whose connections time out otherwise overrides :meth:`Gated.sweep`.
 """
 
 from __future__ import annotations
@@ -19,10 +24,9 @@ from .gate import Gate
 log = logging.getLogger("hemi.net.server")
 
 
-class NetServer(Component):
-    """Properties and gates shared by all servers."""
+class Gated(Component):
+    """Properties, gates and the sweeper shared by all servers and meshers."""
 
-    kind = "server"
     default_read_timeout = 60.0
 
     def on_configure(self) -> None:
@@ -37,7 +41,7 @@ class NetServer(Component):
         self.max_conns_per_gate = self.configure_int("maxConnsPerGate", 10000, min=1)
         self.read_timeout = self.configure_duration("readTimeout", self.default_read_timeout, min=0.001)
         self.write_timeout = self.configure_duration("writeTimeout", 60.0, min=0.001)
-        self.gates: list[Gate] = []
+        self.gates: list = []  # of Gate (a UDP mesher has its own kind of gate)
         self.ssl_context: ssl.SSLContext | None = None  # set by servers that speak TLS
         self.connections_total = 0
         self._sweeper: asyncio.Task | None = None
@@ -50,6 +54,10 @@ class NetServer(Component):
         so a timeout fires late by at most that."""
         return min(0.5, max(0.02, min(self.read_timeout, self.write_timeout) / 4))
 
+    def listening_note(self) -> str:
+        """What the "listening on" log line adds after the address."""
+        return " (TLS)" if self.ssl_context is not None else ""
+
     async def on_start(self) -> None:
         assert self.address is not None
         for i in range(self.num_gates):
@@ -57,34 +65,47 @@ class NetServer(Component):
                         ssl=self.ssl_context, index=i)
             await gate.open()
             self.gates.append(gate)
+        self.start_sweeper()
+        log.info('%s "%s" listening on %s%s', self.sign, self.name, self.address, self.listening_note())
+
+    def start_sweeper(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        log.info('%s "%s" listening on %s%s', self.sign, self.name, self.address,
-                 " (TLS)" if self.ssl_context is not None else "")
 
     async def _sweep(self) -> None:
-        """Time out the connections whose deadline has passed, a few times a second: one timer
-        for the server instead of one per connection re-armed on every read."""
+        """Time out connections a few times a second: one timer for the server instead of one
+        per connection re-armed on every read."""
         loop = asyncio.get_running_loop()
         period = self.sweep_period()
         while True:
             await asyncio.sleep(period)
-            now = loop.time()
-            for gate in self.gates:
-                for conn in list(gate.conns):
-                    deadline = conn.deadline
-                    if deadline and now >= deadline:
-                        conn.on_timeout()
+            self.sweep(loop.time())
+
+    def sweep(self, now: float) -> None:
+        """Time out the connections whose deadline has passed."""
+        for gate in self.gates:
+            for conn in list(gate.conns):
+                deadline = conn.deadline
+                if deadline and now >= deadline:
+                    conn.on_timeout()
 
     async def on_shutdown(self) -> None:
+        """Drain every gate's connections (the stage's grace period), then stop the sweeper."""
         grace = self.stage.idle_grace
         await asyncio.gather(*(gate.close(lambda c: c.drain(grace)) for gate in self.gates))
         if self._sweeper is not None:
             self._sweeper.cancel()
+            self._sweeper = None
         self.gates.clear()
 
     @property
     def bound_addresses(self) -> list[Address]:
         return [g.bound for g in self.gates]
+
+
+class NetServer(Gated):
+    """The base of servers (the ``server`` kind of :class:`Gated`)."""
+
+    kind = "server"
 
 
 def peer_of(transport: asyncio.BaseTransport) -> tuple[str, int]:
@@ -95,4 +116,4 @@ def peer_of(transport: asyncio.BaseTransport) -> tuple[str, int]:
     return "unix", 0
 
 
-__all__ = ["NetServer", "peer_of"]
+__all__ = ["Gated", "NetServer", "peer_of"]

@@ -9,11 +9,17 @@ two connections, bytes from one written to the other. What makes that correct is
   half-close: that side is closed once its buffer is flushed), and the splice ends when both
   directions have ended, or at once when either connection is lost;
 - an idle timeout: nothing moved either way for ``idle_timeout`` seconds closes both sides
-  (one timer per splice, re-armed only when it fires);
+  (one timer per splice, re-armed only when it fires), and with ``write_timeout`` a side whose
+  writes have been stuck (its peer not reading) that long closes both too;
+- optional editing: an end's ``edit`` (bytes in, bytes out; b"" holds them back) sees what that
+  side sends before the other side gets it (a mesher's editors, its byte accounting);
 - nothing is forwarded before ``start()``: the caller may still owe its client a reply (the
   SOCKS or ``200 Connection Established``) when the upstream connection is already up.
 
 Every way out calls ``on_close(splice)`` exactly once, after both transports are gone.
+
+Users: socksServer's CONNECT, httpxServer's CONNECT tunnel, and ``tcpsProxy`` (a tcpsMesher
+connection and its upstream, with the mesher's editors and timeouts).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ class SpliceEnd(asyncio.Protocol):
     """One connection of a splice. Its ``transport`` is what the *other* end writes to."""
 
     __slots__ = ("splice", "role", "transport", "peer", "pending", "pending_size", "eof", "lost", "bytes_in",
-                 "_peer_full", "_reading_paused", "_write_eof_sent")
+                 "edit", "stalled_at", "_peer_full", "_reading_paused", "_write_eof_sent")
 
     def __init__(self, splice: "Splice", role: str) -> None:
         self.splice = splice
@@ -41,6 +47,8 @@ class SpliceEnd(asyncio.Protocol):
         self.eof = False            # this side sent its EOF (it has nothing more to say)
         self.lost = False
         self.bytes_in = 0           # bytes received from this side
+        self.edit: Callable[[bytes], bytes] | None = None  # what this side sends, before the other gets it
+        self.stalled_at = 0.0       # when our writes began to back up (with a write_timeout)
         self._peer_full = False     # the other side's write buffer is above its high-water mark
         self._reading_paused = False
         self._write_eof_sent = False
@@ -61,6 +69,11 @@ class SpliceEnd(asyncio.Protocol):
             self.pending_size += len(data)
             self._update_reading()
             return
+        edit = self.edit
+        if edit is not None:
+            data = edit(data)
+            if not data:
+                return
         peer = self.peer
         if not peer.lost:
             peer.transport.write(data)
@@ -78,10 +91,15 @@ class SpliceEnd(asyncio.Protocol):
         self.splice._end_lost(self, exc)
 
     def pause_writing(self) -> None:
+        splice = self.splice
+        if splice.write_timeout > 0:
+            self.stalled_at = splice.loop.time()
+            splice._stalled(self.stalled_at + splice.write_timeout)
         self.peer._peer_full = True
         self.peer._update_reading()
 
     def resume_writing(self) -> None:
+        self.stalled_at = 0.0
         self.peer._peer_full = False
         self.peer._update_reading()
 
@@ -120,6 +138,9 @@ class SpliceEnd(asyncio.Protocol):
 
     def _flush_pending(self) -> None:
         pending, self.pending, self.pending_size = self.pending, [], 0
+        edit = self.edit
+        if edit is not None:
+            pending = [edited for edited in map(edit, pending) if edited]
         if pending and not self.peer.lost:
             self.peer.transport.writelines(pending)
         self._update_reading()
@@ -132,17 +153,23 @@ class Splice:
 
     Create it, give each end a transport (``attach`` an existing one, or use ``b`` as the
     protocol factory of ``loop.create_connection``), then ``start(early=...)``. ``early`` is
-    what the client sent past its handshake; it goes to ``b`` first."""
+    what the client sent past its handshake; it goes to ``b`` first.
 
-    __slots__ = ("a", "b", "loop", "idle_timeout", "on_close", "started", "last_active", "closed", "_timer",
-                 "close_reason", "__weakref__")
+    ``idle_reason`` and ``stall_reason`` are the ``close_reason`` of the two timeouts; a subclass
+    may word ``lost_reason`` (a connection reset) its own way."""
 
-    def __init__(self, *, idle_timeout: float = 0.0, on_close: Callable[["Splice"], None] | None = None) -> None:
+    __slots__ = ("a", "b", "loop", "idle_timeout", "write_timeout", "on_close", "started", "last_active", "closed",
+                 "_timer", "close_reason", "idle_reason", "stall_reason", "__weakref__")
+
+    def __init__(self, *, idle_timeout: float = 0.0, write_timeout: float = 0.0,
+                 on_close: Callable[["Splice"], None] | None = None, idle_reason: str = "idle timeout",
+                 stall_reason: str = "writes stuck") -> None:
         self.loop = asyncio.get_running_loop()
         self.a = SpliceEnd(self, "a")
         self.b = SpliceEnd(self, "b")
         self.a.peer, self.b.peer = self.b, self.a
-        self.idle_timeout = idle_timeout
+        self.idle_timeout, self.write_timeout = idle_timeout, write_timeout
+        self.idle_reason, self.stall_reason = idle_reason, stall_reason
         self.on_close = on_close
         self.started = False
         self.closed = False
@@ -179,31 +206,50 @@ class Splice:
             b.transport.write(early)
         a._flush_pending()
         b._flush_pending()
-        if self.idle_timeout > 0:
-            self._arm(self.last_active + self.idle_timeout)
+        self._arm()
 
     # -- timeouts and closing -----------------------------------------------------------------------------
-    def _arm(self, when: float) -> None:
-        self._timer = self.loop.call_at(when, self._on_timer)
+    def _arm(self) -> None:
+        """Schedule the timer at the nearest deadline: idle, or a stuck write."""
+        when = self.last_active + self.idle_timeout if self.idle_timeout > 0 else 0.0
+        for end in (self.a, self.b):
+            if end.stalled_at:
+                stuck = end.stalled_at + self.write_timeout
+                when = min(when, stuck) if when else stuck
+        if when:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _stalled(self, when: float) -> None:
+        """An end's writes began to back up: make sure the timer fires by ``when``."""
+        timer = self._timer
+        if self.started and not self.closed and (timer is None or timer.when() > when):
+            self._cancel_timer()
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _on_timer(self) -> None:
         self._timer = None
         if self.closed:
             return
-        deadline = self.last_active + self.idle_timeout
-        if self.loop.time() >= deadline:
-            self.abort("idle timeout")
+        now = self.loop.time()
+        if self.idle_timeout > 0 and now >= self.last_active + self.idle_timeout:
+            self.abort(self.idle_reason)
+        elif any(end.stalled_at and now >= end.stalled_at + self.write_timeout for end in (self.a, self.b)):
+            self.abort(self.stall_reason)
         else:
-            self._arm(deadline)
+            self._arm()
 
     def set_idle_timeout(self, seconds: float) -> None:
         """Shorten (or set) the idle timeout, e.g. to the stage's grace period at shutdown."""
         if self.closed:
             return
         self.idle_timeout = seconds
-        if self._timer is not None:
-            self._timer.cancel()
-        self._arm(self.last_active + seconds)
+        self._cancel_timer()
+        self._arm()
 
     def close(self, reason: str = "closed") -> None:
         """Close both sides once their buffered bytes are written."""
@@ -222,18 +268,20 @@ class Splice:
         peer = end.peer
         if not peer.lost and peer.transport is not None:
             if exc is not None and not self.close_reason:
-                self.close_reason = f"{'client' if end.role == 'a' else 'upstream'} connection lost: {exc}"
+                self.close_reason = self.lost_reason(end, exc)
             peer.transport.close()  # what it still has to write goes first
         if peer.lost or peer.transport is None:
             self._finish()
+
+    def lost_reason(self, end: SpliceEnd, exc: Exception) -> str:
+        """The ``close_reason`` when ``end``'s connection was reset."""
+        return f"{'client' if end.role == 'a' else 'upstream'} connection lost: {exc}"
 
     def _finish(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         if self.on_close is not None:
             self.on_close(self)
 

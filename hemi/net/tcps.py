@@ -15,7 +15,9 @@ With ``.tlsMode = true`` the gate terminates TLS (``.tlsCertificate``/``.tlsPriv
 
 Timeouts use one sweeper per mesher (like the web servers): a connection with no bytes in
 either direction for ``.readTimeout`` is closed, and so is one whose writes have been stuck
-(the peer not reading) for ``.writeTimeout``.
+(the peer not reading) for ``.writeTimeout``. A connection a relay took over
+(``tcpsProxy``, :meth:`TcpsConn.hand_over`) is timed by its splice instead, with the same
+properties.
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ from .proxyproto import ProxyProtocolError, parse as parse_proxy_header
 
 log = logging.getLogger("hemi.net.tcps")
 
-# Phases of a connection.
-_PROXY, _HELLO, _RUNNING = 0, 1, 2
+# Phases of a connection (_RELAYED: a relay's protocol took the transport, see ``hand_over``).
+_PROXY, _HELLO, _RUNNING, _RELAYED = 0, 1, 2, 3
 
 
 class TcpsConn(MeshConn, asyncio.Protocol):
     """The client side of one tcpsMesher connection (an asyncio Protocol).
 
-    Dealers that relay (``tcpsProxy``) set ``peer``: the object whose reading pauses while this
-    connection's writes back up (``pause_reading``/``resume_reading``), and which is closed
-    when this connection is lost. Invariant: ``finish`` (access log, editors' ``on_close``) and
+    A dealer may set ``peer``: the object whose reading pauses while this connection's writes
+    back up (``pause_reading``/``resume_reading``), and which is closed when this connection
+    is lost (``echoDealer`` is its own peer). A relay (``tcpsProxy``) instead takes the transport
+    with :meth:`hand_over`. Invariant: ``finish`` (access log, editors' ``on_close``) and
     ``gate.on_close`` run exactly once, in ``connection_lost``.
     """
 
@@ -243,6 +246,14 @@ class TcpsConn(MeshConn, asyncio.Protocol):
         if not self.closing:
             self.transport.resume_reading()
 
+    def hand_over(self) -> Any:
+        """Give the transport to a relay (``hemi.net.splice``), which reads, writes and times out
+        idle and stuck writes from now on; returns it. This connection stays in its gate (the
+        limit, the drain at shutdown, ``close``/``abort``) until the relay calls
+        ``connection_lost``."""
+        self._phase = _RELAYED
+        return self.transport
+
     # -- timeouts and shutdown ---------------------------------------------------------------------------
     def check_timeouts(self, now: float, read_timeout: float, write_timeout: float) -> None:
         """Called by the mesher's sweeper a few times a second."""
@@ -257,6 +268,8 @@ class TcpsConn(MeshConn, asyncio.Protocol):
             else:
                 self.close("ok: grace period over at shutdown")
             return
+        if self._phase == _RELAYED:
+            return  # the relay times itself out
         if self.active:
             self.active = False
             self.idle_since = now
@@ -272,7 +285,7 @@ class TcpsConn(MeshConn, asyncio.Protocol):
         """Shutdown: close now, or after ``grace`` seconds (a reload lets relays finish)."""
         if self.closing:
             return
-        if grace > 0 and self._phase == _RUNNING:
+        if grace > 0 and self._phase >= _RUNNING:
             self.deadline = self._loop.time() + grace
         else:
             self.close("ok: closed for shutdown")
@@ -295,9 +308,6 @@ class TcpsMesher(Mesher):
             self.error(".proxyProtocol with .tlsMode is not supported: the PROXY header comes before the TLS "
                        "handshake; terminate TLS upstream, or route on $hostname without .tlsMode")
         self.peek_hello = False
-        self.gates: list[Gate] = []
-        self._sweeper: asyncio.Task | None = None
-        self.ssl_context: Any = None
 
     def on_prepare(self) -> None:
         super().on_prepare()
@@ -308,43 +318,21 @@ class TcpsMesher(Mesher):
     def protocol_factory(self, gate: Gate) -> asyncio.Protocol:
         return TcpsConn(self, gate)
 
-    async def on_start(self) -> None:
-        assert self.address is not None
-        for i in range(self.num_gates):
-            gate = Gate(self.address, self.protocol_factory, max_conns=self.max_conns_per_gate,
-                        ssl=self.ssl_context, index=i)
-            await gate.open()
-            self.gates.append(gate)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        log.info('tcpsMesher "%s" listening on %s%s%s', self.name, self.address, " (TLS)" if self.tls_mode else "",
-                 " (PROXY protocol)" if self.proxy_protocol else "")
+    def listening_note(self) -> str:
+        return super().listening_note() + (" (PROXY protocol)" if self.proxy_protocol else "")
 
-    async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = min(0.5, max(0.05, min(self.read_timeout, self.write_timeout, self.hello_timeout) / 4))
-        while True:
-            await asyncio.sleep(period)
-            now = loop.time()
-            rt, wt = self.read_timeout, self.write_timeout
-            for gate in self.gates:
-                for conn in list(gate.conns):
-                    try:
-                        conn.check_timeouts(now, rt, wt)
-                    except Exception:  # one broken connection must not stop the timeouts of the others
-                        log.exception("timeout check of %r failed", conn)
+    def sweep_period(self) -> float:
+        return min(0.5, max(0.05, min(self.read_timeout, self.write_timeout, self.hello_timeout) / 4))
 
-    async def on_shutdown(self) -> None:
-        grace = self.stage.idle_grace
-        await asyncio.gather(*(gate.close(lambda c: c.drain(grace)) for gate in self.gates))
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        self.gates.clear()
-        await super().on_shutdown()
-
-    @property
-    def bound_addresses(self) -> list:
-        return [g.bound for g in self.gates]
+    def sweep(self, now: float) -> None:
+        """Each connection checks its own phase, idle and write timeouts."""
+        rt, wt = self.read_timeout, self.write_timeout
+        for gate in self.gates:
+            for conn in list(gate.conns):
+                try:
+                    conn.check_timeouts(now, rt, wt)
+                except Exception:  # one broken connection must not stop the timeouts of the others
+                    log.exception("timeout check of %r failed", conn)
 
 
 def set_nodelay(transport: Any) -> None:

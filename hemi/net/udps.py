@@ -140,9 +140,7 @@ class UdpsMesher(Mesher):
         if self.address is not None and self.address.path is not None:
             self.error(".address is a unix socket path; udpsMesher listens on host:port")
         self.session_timeout = self.configure_duration("sessionTimeout", self.read_timeout, min=0.001)
-        self.gates: list[UdpGate] = []
         self.shut = False
-        self._sweeper: asyncio.Task | None = None
 
     def listen_keys(self) -> list:
         """Nothing for the process manager's leader to bind (see the module docstring)."""
@@ -160,26 +158,25 @@ class UdpsMesher(Mesher):
                 sock.close()
                 raise
             self.gates.append(gate)
-        self._sweeper = loop.create_task(self._sweep())
+        self.start_sweeper()
         log.info('udpsMesher "%s" listening on %s (udp)', self.name, self.address)
 
-    async def _sweep(self) -> None:
-        period = min(0.5, max(0.02, self.session_timeout / 4))
-        while True:
-            await asyncio.sleep(period)
-            limit = time.monotonic() - self.session_timeout
-            for gate in self.gates:
-                for session in [s for s in gate.sessions.values() if s.last_active < limit]:
-                    session.close("ok: idle")
+    def sweep_period(self) -> float:
+        return min(0.5, max(0.02, self.session_timeout / 4))
+
+    def sweep(self, now: float) -> None:
+        """End the sessions idle for ``.sessionTimeout``."""
+        limit = time.monotonic() - self.session_timeout
+        for gate in self.gates:
+            for session in [s for s in gate.sessions.values() if s.last_active < limit]:
+                session.close("ok: idle")
 
     async def on_shutdown(self) -> None:
         self.shut = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for gate in self.gates:
             gate.close()
         self.gates.clear()
-        await super().on_shutdown()
+        await super().on_shutdown()  # (no gate left to drain) the sweeper and the access log
 
     @property
     def bound_addresses(self) -> list:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -25,6 +24,7 @@ import pytest
 import trustme
 
 from ..conftest import ROOT, free_port, gorox_cmd
+from .upstreams import stop_group, wait_listening
 
 
 def find_php_fpm() -> str | None:
@@ -114,34 +114,10 @@ class Fpm:
             args.append("-R")
         self.out = open(tmp / "fpm.out", "wb")
         self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10
-        for listen in pools.values():
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("php-fpm exited:\n" + (tmp / "fpm.out").read_text())
-                try:
-                    if listen.startswith("/"):
-                        with socket.socket(socket.AF_UNIX) as s:
-                            s.connect(listen)
-                    else:
-                        host, port = listen.rsplit(":", 1)
-                        socket.create_connection((host, int(port)), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
+        wait_listening(self.proc, pools.values(), time.monotonic() + 10, tmp / "fpm.out", "php-fpm")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc, 5)
         self.out.close()
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from ..conftest import free_port
+from .upstreams import stop_group, wait_listening
 
 UWSGI = shutil.which("uwsgi")
 PLUGIN_PATH = "/usr/lib/uwsgi/plugins/python3_plugin.so"
@@ -95,31 +94,10 @@ class Uwsgi:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("uwsgi did not start:\n" + self.log.read_text(errors="replace"))
             time.sleep(0.05)
-        for s in sockets:
-            while True:
-                try:
-                    if s.startswith("/"):
-                        with socket.socket(socket.AF_UNIX) as sock:
-                            sock.connect(s)
-                    else:
-                        host, port = s.rsplit(":", 1)
-                        socket.create_connection((host, int(port)), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
+        wait_listening(self.proc, sockets, deadline, self.log, "uwsgi")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc, 10)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
+import socket
+import subprocess
 import threading
-from typing import Iterator
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -316,3 +322,40 @@ def start(gorox, farm_nodes, **kw):  # type: ignore[no-untyped-def]
     """Start gorox (one worker) in front of ``[(node, weight), ...]``."""
     nodes = nodes_list(*[(n.address, w) for n, w in farm_nodes])
     return gorox(proxy_config(nodes, **kw), extra_args=ONE_WORKER)
+
+
+# -- external upstream servers (php-fpm, uWSGI) run by a test in their own process group ---------------
+def wait_listening(proc: subprocess.Popen, addresses: Iterable[str], deadline: float, output: Path,
+                   what: str) -> None:
+    """Wait until every address (``host:port`` or a unix socket path) accepts a connection; fail
+    with the server's ``output`` if ``proc`` exits first, or when ``deadline`` passes."""
+    for address in addresses:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited:\n" + output.read_text(errors="replace"))
+            try:
+                if address.startswith("/"):
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(address)
+                else:
+                    host, port = address.rsplit(":", 1)
+                    socket.create_connection((host, int(port)), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group of ``proc`` (started with ``start_new_session``); SIGKILL it
+    after ``timeout`` seconds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass

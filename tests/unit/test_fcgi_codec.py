@@ -42,6 +42,8 @@ from hemi.web.fcgi.codec import (
     end_request,
 )
 
+from .cgiutil import assert_cut_anywhere_same, assert_same_head_at_every_cut, feed_byte_by_byte
+
 # --------------------------------------------------------------------------
 # A test-side record decoder, independent of the codec
 # --------------------------------------------------------------------------
@@ -554,25 +556,12 @@ def test_cgi_head(raw: bytes, status: int, reason: str, headers: list, rest: byt
     assert (head.status, head.reason, head.headers, head.rest) == (status, reason, headers, rest)
     s, _r, _h, b = head                                      # unpacks as the 4-tuple
     assert type(b) is bytes and type(s) is int
-    # The same result whatever the split.
-    for cut in range(len(raw) + 1):
-        p = CgiHeadParser()
-        first = p.feed(raw[:cut])
-        if first is None:
-            second = p.feed(raw[cut:])
-            assert second is not None
-            assert second[:3] == head[:3]
-            assert second.rest == rest
-        else:
-            assert first[:3] == head[:3] and first.rest + raw[cut:] == rest
+    assert_same_head_at_every_cut(CgiHeadParser, raw, head)  # the same result whatever the split
 
 
 def test_cgi_head_byte_by_byte() -> None:
     raw = b"Status: 404 Not Found\r\nX-A: b\nContent-Type: text/html\r\n\r\n"
-    p = CgiHeadParser()
-    for i in range(len(raw) - 1):
-        assert p.feed(raw[i:i + 1]) is None
-    assert p.feed(raw[-1:]) == ResponseHead(404, "Not Found", [("x-a", "b"), ("content-type", "text/html")], b"")
+    assert feed_byte_by_byte(CgiHeadParser, raw) == ResponseHead(404, "Not Found", [("x-a", "b"), ("content-type", "text/html")], b"")
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
@@ -684,31 +673,8 @@ head_bytes = st.one_of(st.binary(max_size=80), st.lists(head_alphabet, max_size=
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(head_bytes, st.integers(0, 100), st.data())
 def test_fuzz_cgi_head(raw: bytes, max_size: int, data: st.DataObject) -> None:
-    def run(cuts: list[int]) -> tuple | str | None:
-        p = CgiHeadParser(max_size=max_size)
-        last = 0
-        body = b""
-        head = None
-        try:
-            for c in sorted(cuts) + [len(raw)]:
-                piece = raw[last:c]
-                last = c
-                if head is None:
-                    head = p.feed(piece)
-                else:
-                    body += piece
-        except FcgiError as e:
-            assert e.reason
-            return "error"
-        if head is None:
-            return None
-        assert 100 <= head.status <= 599
-        for name, value in head.headers:
-            assert name == name.lower() and name and value == value.strip(" \t")
-        return head.status, head.reason, head.headers, head.rest + body
-
-    whole = run([])
-    assert run(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))) == whole
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=6))
+    assert_cut_anywhere_same(lambda: CgiHeadParser(max_size=max_size), raw, cuts, FcgiError)
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from hemi.web.uwsgi.codec import (
     encode_request,
 )
 
+from .cgiutil import assert_cut_anywhere_same, assert_same_head_at_every_cut, feed_byte_by_byte
+
 
 def naive_vars(block: bytes) -> list[tuple[bytes, bytes]]:
     """A test-side decoder, independent of the codec."""
@@ -215,22 +217,12 @@ def test_fuzz_decode_vars(raw: bytes) -> None:
 def test_http_head(raw: bytes, status: int, reason: str, headers: list, rest: bytes) -> None:
     head = HttpHeadParser().feed(raw)
     assert head == ResponseHead(status, reason, headers, rest)
-    for cut in range(len(raw) + 1):
-        p = HttpHeadParser()
-        first = p.feed(raw[:cut])
-        if first is None:
-            second = p.feed(raw[cut:])
-            assert second is not None and second == head
-        else:
-            assert first[:3] == head[:3] and first.rest + raw[cut:] == rest
+    assert_same_head_at_every_cut(HttpHeadParser, raw, head)
 
 
 def test_http_head_byte_by_byte() -> None:
     raw = b"HTTP/1.1 201 Created\r\nLocation: /new\nX: y\r\n\r\n"
-    p = HttpHeadParser()
-    for i in range(len(raw) - 1):
-        assert p.feed(raw[i:i + 1]) is None
-    assert p.feed(raw[-1:]) == (201, "Created", [("location", "/new"), ("x", "y")], b"")
+    assert feed_byte_by_byte(HttpHeadParser, raw) == (201, "Created", [("location", "/new"), ("x", "y")], b"")
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
@@ -300,28 +292,5 @@ head_bytes = st.one_of(st.binary(max_size=80), st.lists(head_alphabet, max_size=
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(head_bytes, st.integers(0, 100), st.data())
 def test_fuzz_http_head(raw: bytes, max_size: int, data: st.DataObject) -> None:
-    def run(cuts: list[int]) -> tuple | str | None:
-        p = HttpHeadParser(max_size=max_size)
-        last = 0
-        body = b""
-        head = None
-        try:
-            for c in sorted(cuts) + [len(raw)]:
-                piece = raw[last:c]
-                last = c
-                if head is None:
-                    head = p.feed(piece)
-                else:
-                    body += piece
-        except UwsgiError as e:
-            assert e.reason
-            return "error"
-        if head is None:
-            return None
-        assert 100 <= head.status <= 599
-        for name, value in head.headers:
-            assert name == name.lower() and name and value == value.strip(" \t")
-        return head.status, head.reason, head.headers, head.rest + body
-
-    whole = run([])
-    assert run(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))) == whole
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=6))
+    assert_cut_anywhere_same(lambda: HttpHeadParser(max_size=max_size), raw, cuts, UwsgiError)

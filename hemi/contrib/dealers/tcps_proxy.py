@@ -3,12 +3,12 @@
     tcpsBackend "db" { .nodes = ( ["address": "10.0.0.10:5432"], ["address": "10.0.0.11:5432"] ) }
     tcpsMesher "front" { .address = ":5432"  case { tcpsProxy { .toBackend = "db" } } }
 
-The relay is a splice of two asyncio Protocols, with no task and no await per chunk:
-``data_received`` on one side writes straight to the other side's transport. Back-pressure:
-when one side's write buffer passes its high-water mark (``pause_writing``), the other side
-stops reading until it drains (``resume_writing``). Half-close: an EOF from one side becomes a
-``write_eof`` on the other, and the pair closes when both directions are done. Idle and stuck
-writes are timed out by the mesher (``.readTimeout``, ``.writeTimeout``).
+The relay is a :class:`~hemi.net.splice.Splice` (the one socksServer and CONNECT tunnels use):
+the client's transport is handed over to the splice's ``a`` end and the upstream dials into its
+``b`` end; ``data_received`` on one side writes straight to the other side's transport, with
+no task and no await per chunk. Back-pressure, half-close, idle (``.readTimeout``) and stuck
+writes (``.writeTimeout``) are the splice's; :class:`MeshSplice` adds the mesher's editors, the
+byte counts of the access log, and hands the connection back to its gate when it ends.
 
 While the upstream is dialed the client is not read (Envoy does the same, so nothing is
 written to an upstream that might fail); a node that refuses is reported to the backend's
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from ...core.registry import dealer
 from ...net import proxyproto
 from ...net.backend import BackendError, Node, open_connection
 from ...net.backends import TcpsBackend
 from ...net.mesher import Dealer, MeshConn
+from ...net.splice import Splice, SpliceEnd
 from ...net.tcps import TcpsConn, set_nodelay
 
 log = logging.getLogger("hemi.contrib.dealers.tcps_proxy")
@@ -39,90 +39,59 @@ HIGH_WATER = 1 << 20
 LOW_WATER = 256 << 10
 
 
-class Upstream(asyncio.Protocol):
-    """The upstream side of a relay; ``conn`` is the client side (a TcpsConn)."""
+class MeshSplice(Splice):
+    """A splice whose ``a`` end is a tcpsMesher connection (``conn``): its hooked editors see
+    the bytes both ways, the mesher's timeouts apply, and when the splice ends the connection's
+    byte counts and reason are filled in and it leaves its gate (access log line included)."""
 
-    __slots__ = ("conn", "transport", "node", "write_stalled_at", "eof_in", "closing", "_loop")
+    __slots__ = ("conn", "node", "early_size", "bytes_out")
 
-    def __init__(self, conn: TcpsConn, node: Node) -> None:
+    def __init__(self, conn: TcpsConn) -> None:
+        m = conn.mesher
+        rt, wt = m.read_timeout, m.write_timeout  # type: ignore[attr-defined]
+        super().__init__(idle_timeout=rt, write_timeout=wt, on_close=MeshSplice._closed,
+                         idle_reason=f"idle for .readTimeout ({rt:g}s)",
+                         stall_reason=f"writes stuck for .writeTimeout ({wt:g}s)")
         self.conn = conn
-        self.node = node
-        self.transport: Any = None
-        self.write_stalled_at = 0.0
-        self.eof_in = False
-        self.closing = False
-        self._loop = asyncio.get_running_loop()
-
-    # -- asyncio.Protocol ---------------------------------------------------------------------------
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        set_nodelay(transport)
-        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
-
-    def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        if conn.closing:   # (bytes may come before the relay is set up, and after the client left)
-            return
-        conn.active = True
+        self.node: Node | None = None
+        self.early_size = 0     # bytes of conn.early given to start(): already counted by the conn
+        self.bytes_out = 0      # bytes to the client after the output editors
         if conn.editors:
-            try:
-                data = conn.edit_output(data)
-            except Exception:   # an editor's bug ends this relay, not the worker
-                log.exception("editing bytes to %r failed", conn)
-                conn.abort("error: an editor failed on output")
-                return
-        conn.bytes_out += len(data)
-        conn.transport.write(data)
+            self.a.edit = self._edit_input
+            self.b.edit = self._edit_output
 
-    def eof_received(self) -> bool:
-        self.eof_in = True
-        conn = self.conn
-        if conn.input_ended or conn.closing:
-            self.close()
-            conn.close()
-            return False
-        conn.send_eof()
-        return not conn.closing and self.transport.can_write_eof()
+    def _edit_input(self, data: bytes) -> bytes:
+        try:
+            return self.conn.edit_input(data)
+        except Exception:   # an editor's bug ends this relay, not the worker
+            log.exception("handling bytes of %r failed", self.conn)
+            self.abort("error: an editor or dealer failed on input")
+            return b""
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
-        conn = self.conn
-        if not conn.closing:
-            conn.close(f"upstream {self.node.name} reset: {exc}" if exc is not None else "")
+    def _edit_output(self, data: bytes) -> bytes:
+        try:
+            data = self.conn.edit_output(data)
+        except Exception:
+            log.exception("editing bytes to %r failed", self.conn)
+            self.abort("error: an editor failed on output")
+            return b""
+        self.bytes_out += len(data)
+        return data
 
-    def pause_writing(self) -> None:
-        self.write_stalled_at = self._loop.time()
-        self.conn.pause_reading()
+    def lost_reason(self, end: SpliceEnd, exc: Exception) -> str:
+        if end is self.b:
+            return f"upstream {self.node.name if self.node else ''} reset: {exc}"
+        return f"client connection lost: {exc}"
 
-    def resume_writing(self) -> None:
-        self.write_stalled_at = 0.0
-        self.conn.resume_reading()
-
-    # -- what the client side calls (TcpsConn.peer) ----------------------------------------------------
-    def pause_reading(self) -> None:
-        if not self.closing:
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if not self.closing:
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            self.transport.close()
-
-    def client_eof(self) -> None:
-        """The client ended its side: end ours towards the upstream (or close, when the
-        upstream already ended, or cannot half-close because it is TLS)."""
-        if self.closing:
-            return
-        if self.eof_in:
-            self.close()
-            self.conn.close()
-        elif self.transport.can_write_eof():
-            self.transport.write_eof()
-        # TLS upstream: no half-close; wait for it to answer and close.
+    @staticmethod
+    def _closed(splice: Splice) -> None:
+        assert isinstance(splice, MeshSplice)
+        conn = splice.conn
+        conn.bytes_in += splice.a.bytes_in - splice.early_size
+        conn.bytes_out += splice.bytes_out if conn.editors else splice.b.bytes_in
+        if splice.close_reason and not conn.reason:
+            conn.reason = splice.close_reason
+        conn.connection_lost(None)
 
 
 @dealer("tcpsProxy")
@@ -159,18 +128,22 @@ class TcpsProxy(Dealer):
             conn.close(f'tcpsProxy "{self.name}" works only in a tcpsMesher')
             return True
         conn.pause_reading()
-        conn.transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
-        set_nodelay(conn.transport)
-        asyncio.get_running_loop().create_task(self._connect(conn))
+        transport = conn.hand_over()
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        set_nodelay(transport)
+        splice = MeshSplice(conn)
+        splice.attach(splice.a, transport)
+        if conn.input_ended:
+            splice.a.eof = True
+        asyncio.get_running_loop().create_task(self._connect(conn, splice))
         return True
 
-    async def _connect(self, conn: TcpsConn) -> None:
+    async def _connect(self, conn: TcpsConn, splice: MeshSplice) -> None:
         backend = self.backend
         assert backend is not None
         tried: set[Node] = set()
-        up: Upstream | None = None
         last = "no node available"
-        while up is None:
+        while True:
             node = backend.balancer.pick(backend.candidates(tried), conn.src_host)
             if node is None:
                 conn.close(f'upstream failed: backend "{backend.name}": {last}')
@@ -178,35 +151,42 @@ class TcpsProxy(Dealer):
             node.picks += 1
             node.dials += 1
             try:
-                up = await open_connection(node, lambda n=node: Upstream(conn, n),  # type: ignore[misc]
-                                           dial_timeout=backend.dial_timeout, ssl_context=backend.ssl_context,
-                                           server_hostname=backend.tls_server_name or None,
-                                           resolv=self.stage.resolv)
+                await open_connection(node, lambda: splice.b,  # type: ignore[arg-type,return-value]
+                                      dial_timeout=backend.dial_timeout, ssl_context=backend.ssl_context,
+                                      server_hostname=backend.tls_server_name or None, resolv=self.stage.resolv)
+                break
             except BackendError as e:
                 backend.report(node, False)
                 tried.add(node)
                 last = str(e)
                 log.warning('tcpsProxy "%s": %s', self.name, e)
-                if conn.closing:
+                if splice.closed:
                     return
             except Exception as e:  # a bug must not leave the client hanging
                 log.exception('tcpsProxy "%s": dialing %s failed', self.name, node.name)
                 conn.close(f"upstream failed: {e!r}")
                 return
-        backend.report(up.node, True)
-        conn.log_fields.append(f"upstream={up.node.name}")
-        if conn.closing:   # the client left while we dialed
-            up.close()
+        backend.report(node, True)
+        splice.node = node
+        conn.log_fields.append(f"upstream={node.name}")
+        if splice.closed:   # the client left while we dialed (the upstream end was aborted on connect)
             return
-        conn.peer = up
+        upstream = splice.b.transport
+        set_nodelay(upstream)
+        upstream.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         if self.proxy_protocol:
-            dst = conn.transport.get_extra_info("sockname")
-            dst_host, dst_port = (dst[0], dst[1]) if isinstance(dst, tuple) else ("", 0)
-            up.transport.write(proxyproto.build(self.proxy_protocol, conn.src_host, int(conn.src_port or 0),
-                                                dst_host, dst_port))
-        conn.attach(up.transport.write, up.client_eof)
-        if not up.closing and not conn.closing:
-            conn.resume_reading()
+            dst = transport_sockname(conn)
+            upstream.write(proxyproto.build(self.proxy_protocol, conn.src_host, int(conn.src_port or 0), *dst))
+        early = conn.take_early()
+        splice.early_size = len(early)
+        conn.resume_reading()
+        splice.start(early)
 
 
-__all__ = ["TcpsProxy", "Upstream"]
+def transport_sockname(conn: TcpsConn) -> tuple[str, int]:
+    """(host, port) the client connected to; ("", 0) on a unix socket."""
+    dst = conn.transport.get_extra_info("sockname")
+    return (dst[0], dst[1]) if isinstance(dst, tuple) else ("", 0)
+
+
+__all__ = ["TcpsProxy", "MeshSplice"]
