@@ -78,7 +78,7 @@ class Node:
         self.keep_conns = keep_conns
         self.max_conns = max_conns      # connections in use at once (being dialed included); 0: no cap
         self.max_queued = max_queued    # requests waiting for one of them, at most
-        self.waiters: deque[asyncio.Future] = deque()
+        self.waiters: deque[tuple[float, asyncio.Future]] = deque()   # (deadline, future), oldest first
         self.queued = 0                 # statistics: requests that had to wait
         self.down_until = 0.0
         self.fails = 0
@@ -118,28 +118,34 @@ class Node:
         if len(waiters) >= self.max_queued:
             raise ConnectError(f"{self.name}: {len(waiters)} requests already wait for a connection", self)
         self.queued += 1
-        waiter = asyncio.get_running_loop().create_future()
-        waiters.append(waiter)
-        timer = waiter.get_loop().call_later(timeout, _expire, waiter)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        # No timer per wait: the backend's sweeper expires waiters past their deadline.
+        waiters.append((loop.time() + timeout, waiter))
         try:
             await waiter          # free_slot hands its slot over by resolving this
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.free_slot()  # handed over just as we were cancelled: pass it on
-            else:
-                try:
-                    waiters.remove(waiter)
-                except ValueError:
-                    pass
+            elif not waiter.done():
+                waiter.cancel()   # skipped by free_slot, dropped by the sweeper
             raise
-        finally:
-            timer.cancel()
+
+    def expire_waiters(self, now: float) -> None:
+        """Fail the requests that waited for a slot past their deadline (the backend's sweeper
+        calls this; deadlines grow along the queue, so only its head is looked at)."""
+        waiters = self.waiters
+        while waiters and (waiters[0][0] <= now or waiters[0][1].done()):
+            _, waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(BackendTimeout(f"{self.name}: no connection became free within queueTimeout",
+                                                    self))
 
     def free_slot(self) -> None:
         """A connection is no longer in use: its slot goes to the first waiter, if any."""
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.popleft()[1]
             if not waiter.done():
                 waiter.set_result(None)   # in_use stays: the slot changes hands
                 return
@@ -201,11 +207,6 @@ class Receiver(Protocol):
     def timed_out(self) -> None: ...
 
 
-def _expire(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_exception(BackendTimeout("no connection became free within queueTimeout"))
-
-
 class BackendConn(asyncio.Protocol):
     """One outbound connection to a node.
 
@@ -221,7 +222,8 @@ class BackendConn(asyncio.Protocol):
                  "_drain_deadline", "_timer", "_timer_at", "_write_paused", "_read_paused", "loop", "_read_timeout",
                  "_write_timeout")
 
-    def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0) -> None:
+    def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.node = node
         self.created = time.monotonic()
         self.last_used = self.created
@@ -242,7 +244,8 @@ class BackendConn(asyncio.Protocol):
         self._timer_at = 0.0
         self._write_paused = False
         self._read_paused = False
-        self.loop = asyncio.get_running_loop()
+        # Given when known: asyncio.get_running_loop() costs a getpid() per call on Python 3.11.
+        self.loop = loop or asyncio.get_running_loop()
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
 
@@ -399,21 +402,21 @@ class BackendConn(asyncio.Protocol):
         """Hand input to ``receiver`` as it arrives (what is buffered already goes first), with
         the backend's ``readTimeout`` between pieces. Not together with ``read``."""
         self.receiver = receiver
-        loop = self.loop
-        self._read_deadline = deadline = loop.time() + self._read_timeout
-        if self._timer is None or deadline < self._timer_at:
+        self._read_deadline = deadline = self.loop.time() + self._read_timeout
+        if self._timer is None or deadline < self._timer_at:  # else it fires early and re-arms itself
             self._arm(deadline)
-        chunks = self._chunks
-        while chunks and self.receiver is receiver:
-            data = chunks.popleft()
-            self._buffered -= len(data)
-            receiver.data(data)
-        if self._read_paused and not self._lost:
-            self._read_paused = False
-            self.transport.resume_reading()
-        if self._eof and self.receiver is receiver:
-            self.receiver = None
-            receiver.closed(self.lost_error)
+        if self._chunks or self._eof:  # rare: input arrived before (a pooled connection is clean)
+            chunks = self._chunks
+            while chunks and self.receiver is receiver:
+                data = chunks.popleft()
+                self._buffered -= len(data)
+                receiver.data(data)
+            if self._read_paused and not self._lost:
+                self._read_paused = False
+                self.transport.resume_reading()
+            if self._eof and self.receiver is receiver:
+                self.receiver = None
+                receiver.closed(self.lost_error)
 
     def unlisten(self) -> None:
         """Stop handing input over: what arrives from now on is buffered for ``read``."""
@@ -506,6 +509,7 @@ class Backend(Component):
         for node in self.nodes:
             node.max_queued = self.max_queued_per_node
         self.ssl_context: ssl.SSLContext | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by on_start
         self._tasks: list[asyncio.Task] = []
         self._shut = False
 
@@ -572,7 +576,7 @@ class Backend(Component):
             self.ssl_context = ctx
 
     async def on_start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._sweep_idle()))
         if self.health_check:
             self._tasks.append(loop.create_task(self._check_loop()))
@@ -615,6 +619,13 @@ class Backend(Component):
     def pick(self, client_ip: str = "", exclude: frozenset[Node] | set[Node] = frozenset()) -> Node:
         """The balancer's choice among the nodes in service, preferring those below their
         connection cap. ConnectError when none is left."""
+        nodes = self.nodes
+        if len(nodes) == 1 and not exclude:  # the common lone node: no list, no balancer
+            node = nodes[0]
+            if node.down_until and not node.available:
+                raise ConnectError(f"backend {self.name}: no node available")
+            node.picks += 1
+            return node
         nodes = self.candidates(exclude)
         if len(nodes) > 1:
             for n in nodes:
@@ -717,19 +728,26 @@ class Backend(Component):
         """A new connection to ``node`` (not counted as in use: ``acquire`` does that).
         Raises ConnectError or BackendTimeout."""
         node.dials += 1
-        conn_class, read_timeout, write_timeout = self.conn_class, self.read_timeout, self.write_timeout
-        return await open_connection(node, lambda: conn_class(node, read_timeout, write_timeout),
+        conn_class, read_timeout, write_timeout, loop = self.conn_class, self.read_timeout, self.write_timeout, self.loop
+        return await open_connection(node, lambda: conn_class(node, read_timeout, write_timeout, loop),
                                      dial_timeout=self.dial_timeout, ssl_context=self.ssl_context,
-                                     server_hostname=self.tls_server_name or None, resolv=self.stage.resolv)
+                                     server_hostname=self.tls_server_name or None, resolv=self.stage.resolv,
+                                     loop=loop)
 
     # -- maintenance --------------------------------------------------------------------------------------
     async def _sweep_idle(self) -> None:
-        """Close idle connections unused for ``aliveTimeout``, and ones the upstream closed."""
-        interval = max(0.05, min(1.0, self.alive_timeout / 2 if self.alive_timeout else 1.0))
+        """Close idle connections unused for ``aliveTimeout``, and ones the upstream closed;
+        fail the requests that waited for a connection longer than ``queueTimeout``."""
+        interval = max(0.05, min(1.0, self.alive_timeout / 2 if self.alive_timeout else 1.0,
+                                 self.queue_timeout / 4))
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
+            now = loop.time()
             for node in self.nodes:
                 node.sweep(self.alive_timeout)
+                if node.waiters:
+                    node.expire_waiters(now)
 
     async def _check_loop(self) -> None:
         while True:
@@ -763,16 +781,22 @@ class Backend(Component):
 
 async def open_connection(node: Node, factory: Callable[[], BackendConn], *, dial_timeout: float,
                           ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                          resolv: Any = None) -> BackendConn:
+                          resolv: Any = None, loop: asyncio.AbstractEventLoop | None = None) -> BackendConn:
     """Dial ``node`` (TCP, TLS, or a unix socket) within ``dial_timeout``; host names go through
     the stage's ``resolv`` fixture. Shared by backends and the forward proxy's per-host pools.
     Raises ConnectError or BackendTimeout."""
-    loop = asyncio.get_running_loop()
+    loop = loop or asyncio.get_running_loop()
     addr = node.address
     sni = None
     if ssl_context is not None:
         sni = server_hostname or addr.host or None
     try:
+        if addr.path is not None and ssl_context is None:
+            # A unix socket connects at once or fails at once (EAGAIN when the listen queue is
+            # full): nothing to time, and no timer to pay for on every dial.
+            path = "\0" + addr.path[1:] if addr.path.startswith("@") else addr.path
+            _transport, conn = await loop.create_unix_connection(factory, path)
+            return conn
         # asyncio.timeout, not wait_for: no task per dial, just a timer on this one.
         async with asyncio.timeout(dial_timeout):
             if addr.path is not None:

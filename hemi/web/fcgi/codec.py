@@ -127,6 +127,7 @@ _LEN4: Final = struct.Struct(">I")
 _PADDING: Final = bytes(8)
 _MAX_NV_LENGTH: Final = 0x7FFFFFFF                  # 4-byte lengths carry 31 bits
 _SHORT_PAIR: Final = struct.Struct(">BB").pack      # both lengths < 128: one byte each
+_SHORT_PAIRS: list[bytes | None] = [None] * (128 * 128)  # _SHORT_PAIR(n, v) at n << 7 | v, made on first use
 _BYTE: Final = tuple(bytes((i,)) for i in range(128))
 
 
@@ -255,8 +256,10 @@ def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | byt
     """
     _check_request_id(request_id)
     # Flat [len-prefix, name, value, len-prefix, name, value, ...]: one join in the common case.
+    # On every request's path: appends, and short prefixes from a table, cost least.
     parts: list[bytes] = []
-    total = 0
+    append = parts.append
+    short = _SHORT_PAIRS
     for name, value in params:
         if type(name) is not bytes:
             name = _to_bytes(name)
@@ -264,13 +267,21 @@ def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | byt
             value = _to_bytes(value)
         nl = len(name)
         vl = len(value)
-        prefix = _SHORT_PAIR(nl, vl) if nl < 128 and vl < 128 else _nv_length(nl) + _nv_length(vl)
-        parts += (prefix, name, value)
-        total += len(prefix) + nl + vl
+        if nl < 128 and vl < 128:
+            prefix = short[nl << 7 | vl]
+            if prefix is None:
+                prefix = short[nl << 7 | vl] = _SHORT_PAIR(nl, vl)
+        else:
+            prefix = _nv_length(nl) + _nv_length(vl)
+        append(prefix)
+        append(name)
+        append(value)
     out: list[bytes | memoryview] = []
+    content = b"".join(parts)
+    total = len(content)
     if total <= MAX_RECORD_CONTENT:
         if total:
-            _padded(PARAMS, request_id, b"".join(parts), out)
+            _padded(PARAMS, request_id, content, out)
     else:
         record: list[bytes | memoryview] = []
         size = 0

@@ -57,6 +57,8 @@ class FcgiReader:
 
     __slots__ = ("parser", "head_parser", "head", "body", "done", "started", "on_stderr", "_expect_body")
 
+    ends_itself = True   # END_REQUEST says when the response is complete
+
     def __init__(self, on_stderr: Callable[[bytes], None]) -> None:
         self.parser = ResponseParser(_REQUEST_ID)
         self.head_parser = CgiHeadParser()

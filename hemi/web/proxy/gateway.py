@@ -18,6 +18,15 @@ Timeouts cost no timer per request: the backend connection's own lazily re-armed
 the backend's ``.readTimeout``/``.writeTimeout``, and the proxy's ``.recvTimeout`` /
 ``.sendTimeout`` (the longest wait for the next response bytes / for the backend to take more
 request bytes) are enforced by one sweeper per proxy over its in-flight waits.
+
+The response is first awaited as a whole: the connection hands its bytes to a
+:class:`_Gather` receiver in ``data_received``, which feeds the protocol's reader and wakes the
+exchange once, when the response is complete (or big enough to stream): one task switch per
+request however many reads the backend's answer takes.
+
+A gateway that keeps connections (``.keepConn``) caps each node of its backend at its
+``keepConns`` connections in use (see :meth:`~hemi.net.backend.Backend.cap_nodes_at_keep_conns`):
+requests past it wait in the node's queue.
 """
 
 from __future__ import annotations
@@ -26,8 +35,6 @@ import asyncio
 import logging
 import os
 import tempfile
-import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout
@@ -49,6 +56,7 @@ BACKEND_SIGNS: Final = ("tcpsBackend", "tudsBackend")
 _DROPPED: Final = HOP_BY_HOP | {"content-length", "status", "server", "date"}
 _FILE_PIECE: Final = 256 << 10   # a buffered request body is sent from its temp file in pieces this big
 _MAX_ATTEMPTS: Final = 4         # a dead pooled connection is retried, a few times at most
+_GATHER_LIMIT: Final = 64 << 10  # a response is gathered whole up to this, then streamed
 
 
 class GatewayError(Exception):
@@ -64,8 +72,11 @@ class ResponseReader(Protocol):
     ``eof`` is called when the backend closed: it completes a response delimited by the close
     or raises. ``reusable`` says whether the connection may serve another request. Codec
     errors are raised as the protocol's own error type (the proxy's ``codec_error``).
+    ``ends_itself``: ``done`` turns True without ``start_body`` (FastCGI's END_REQUEST); a
+    reader that needs the head's length first is woken up for as soon as its head is in.
     """
 
+    ends_itself: bool
     head: ResponseHead | None
     body: list[bytes]
     done: bool
@@ -111,7 +122,6 @@ class GatewayProxy(Handlet):
         self._waits: dict[asyncio.Task, float] = {}   # task -> deadline of its current backend wait
         self._expired: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
-        self._slots: _Slots | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by on_start
 
     def on_bind(self) -> None:
@@ -131,7 +141,7 @@ class GatewayProxy(Handlet):
     async def on_start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.reuse_conns and self.backend is not None:
-            self._slots = _Slots.of(self.backend)
+            self.backend.cap_nodes_at_keep_conns()
         self._sweeper = self._loop.create_task(self._sweep())
 
     async def on_shutdown(self) -> None:
@@ -183,25 +193,18 @@ class GatewayProxy(Handlet):
         head = self.encode_head(req, length)
         task = asyncio.current_task(self._loop)  # with the loop: no getpid() per call (3.11)
         assert task is not None
-        slots = self._slots
         attempt = 0
         while True:
             attempt += 1
-            if slots is not None:  # a slot per backend connection in use; _free gives it back
-                if slots.free > 0 and not slots.waiters:
-                    slots.free -= 1
-                else:
-                    await slots.wait()
             try:
-                conn = await backend.acquire(client_ip=req.client_ip)
-            except BaseException as e:
-                if slots is not None:
-                    slots.give()
-                if isinstance(e, BackendTimeout):
-                    raise self._fail(req, 504, f"cannot connect: {e}") from None
-                if isinstance(e, BackendError):
-                    raise self._fail(req, 502, f"cannot connect: {e}") from None
-                raise
+                node = backend.pick(req.client_ip)
+                conn = backend.take(node)  # an idle connection now, or wait for one / dial
+                if conn is None:
+                    conn = await backend.acquire(client_ip=req.client_ip, node=node)
+            except BackendTimeout as e:
+                raise self._fail(req, 504, f"cannot connect: {e}") from None
+            except BackendError as e:
+                raise self._fail(req, 502, f"cannot connect: {e}") from None
             try:
                 return await self._exchange(conn, task, req, resp, head, body, length)
             except _Retry:
@@ -213,10 +216,9 @@ class GatewayProxy(Handlet):
         return HTTPError(status)
 
     def _free(self, conn: BackendConn, reusable: bool) -> None:
-        """Give the connection back to the backend (and its slot, with ``.keepConn``)."""
+        """Give the connection back to the backend (pooled when ``reusable`` and clean)."""
+        conn.unlisten()
         self.backend.release(conn, reusable=reusable)  # type: ignore[union-attr]
-        if self._slots is not None:
-            self._slots.give()
 
     async def _exchange(self, conn: BackendConn, task: asyncio.Task, req: "Request", resp: "Response", head: bytes,
                         body: BodyContent | None, length: int | None) -> bool:
@@ -231,18 +233,19 @@ class GatewayProxy(Handlet):
                 else:
                     await self._send(conn, task, req, head, body, length)
                 reader = self.new_reader(req)
+                gather = _Gather(conn, reader)
                 waits = self._waits
-                while reader.head is None:
-                    waits[task] = self._loop.time() + self.recv_timeout
-                    data = await conn.read()
-                    del waits[task]
-                    if not data:
-                        if conn.requests > 1 and replayable and not reader.started:
-                            raise _Retry()
-                        reader.eof()
-                        raise GatewayError("connection closed before the response head")
-                    reader.feed(data)
+                waits[task] = self._loop.time() + self.recv_timeout
+                await gather.wait()
+                del waits[task]
+                if gather.eof and reader.head is None:
+                    if conn.requests > 1 and replayable and not reader.started:
+                        raise _Retry()
+                    reader.eof()
+                    raise GatewayError("connection closed before the response head")
                 content_length = self._start_response(req, resp, reader)
+                if gather.eof and not reader.done:
+                    reader.eof()  # a response delimited by the close ends here, others are cut short
                 if reader.done and not resp.head_only:
                     released = True
                     self._release(conn, reader)
@@ -456,58 +459,63 @@ class GatewayProxy(Handlet):
             buffered.close()
 
 
-class _Slots:
-    """How many kept-alive connections to a backend may be in use at once, and who waits.
+class _Gather:
+    """Collects a response in the connection's callbacks (it is the connection's
+    :class:`~hemi.net.backend.Receiver`) and wakes the exchange once: when the response is
+    complete, when the backend closed or broke, or when more than _GATHER_LIMIT bytes came
+    after the head (then the exchange streams the rest with reads) — or at the head, for a
+    reader that cannot tell the end before ``start_body``. Reader errors and the backend's
+    ``readTimeout`` wake it with the exception."""
 
-    An application server like php-fpm gives each connection a worker of its own for as long as
-    the connection stays open, and leaves further connections unaccepted in its listen queue. A
-    proxy that dials past the worker count while it keeps the first connections alive would
-    park requests in that queue until they time out. So gateways that keep connections
-    (``.keepConn``) share, per backend, at most the sum of its nodes' ``keepConns`` connections
-    in use, and further requests wait here, in order, for one to be released (nodes that keep
-    no connections impose no limit). (This belongs in
-    the backend's pool one day; it is here until the pool can queue.)
-    """
+    __slots__ = ("conn", "reader", "future", "eof", "received")
 
-    __slots__ = ("free", "waiters", "loop", "__weakref__")
-
-    _by_backend: "weakref.WeakKeyDictionary[Backend, _Slots]" = weakref.WeakKeyDictionary()
-
-    def __init__(self, limit: int) -> None:
-        self.free = limit
-        self.waiters: deque[asyncio.Future] = deque()
-        self.loop = asyncio.get_running_loop()
-
-    @classmethod
-    def of(cls, backend: Backend) -> "_Slots | None":
-        """The backend's slots; None when its nodes keep no connections (nothing is pinned)."""
-        slots = cls._by_backend.get(backend)
-        if slots is None:
-            limit = sum(node.keep_conns for node in backend.nodes)
-            if not limit:
-                return None
-            slots = cls._by_backend[backend] = cls(limit)
-        return slots
+    def __init__(self, conn: BackendConn, reader: ResponseReader) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.future: asyncio.Future[None] = conn.loop.create_future()
+        self.eof = False        # the backend closed (or the connection broke)
+        self.received = 0
 
     async def wait(self) -> None:
-        """Wait for a slot (the caller tried ``free`` first)."""
-        waiter = self.loop.create_future()
-        self.waiters.append(waiter)
+        self.conn.listen(self)
         try:
-            await waiter      # give() hands its slot over by resolving this
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give()   # handed over just as we were cancelled: pass it on
-            raise
+            await self.future
+        finally:
+            self.conn.unlisten()
 
-    def give(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.free += 1
+    def data(self, data: bytes) -> None:
+        reader = self.reader
+        try:
+            reader.feed(data)
+        except Exception as e:
+            self._wake(e)
+            return
+        if reader.done:
+            self._wake(None)
+        elif reader.head is not None:
+            self.received += len(data)
+            if self.received > _GATHER_LIMIT or not reader.ends_itself:
+                self._wake(None)
+
+    def closed(self, exc: BaseException | None) -> None:
+        self.eof = True
+        if exc is not None and self.reader.head is not None and not self.reader.done:
+            self._wake(BackendError(f"connection to {self.conn.node.name} lost: {exc}", self.conn.node))
+        else:
+            self._wake(None)
+
+    def timed_out(self) -> None:
+        node = self.conn.node
+        self._wake(BackendTimeout(f"no data from {node.name} within readTimeout", node))
+
+    def _wake(self, exc: BaseException | None) -> None:
+        self.conn.unlisten()
+        fut = self.future
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 class _Buffered:

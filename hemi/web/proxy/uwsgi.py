@@ -33,6 +33,7 @@ class UwsgiReader:
     __slots__ = ("head_parser", "head", "body", "done", "started", "_left", "_keep", "_begun")
 
     reusable = False
+    ends_itself = False  # the end is the head's Content-Length (or the close)
 
     def __init__(self) -> None:
         self.head_parser = HttpHeadParser()
