@@ -58,6 +58,12 @@ class SocksServer(NetServer):
                 lists[key] = []
         self.destinations = Destinations(lists["allow"], lists["deny"])
         self.tunnels_total = 0
+        addr = self.address
+        if addr is not None and addr.path is None and not self.users and not lists["allow"] \
+                and addr.host not in ("127.0.0.1", "::1", "localhost"):
+            # Not an error (a private network may want exactly this), but never a surprise.
+            log.warning('socksServer "%s" listens on %s with no .users and no .allow: anyone who reaches it '
+                        'can use it as an open proxy', self.name, addr)
 
     def protocol_factory(self, gate: Gate) -> asyncio.Protocol:
         return SocksConn(self, gate)
