@@ -3,6 +3,7 @@ answers the requests whose hostname it claims."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -87,19 +88,30 @@ class App(Component):
             self.access_log.close()
 
     # -- serving ---------------------------------------------------------------------------------------
-    def dispatch(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
-        """Walk the rules in order; the first that answers wins. Nothing answers: 404."""
+    def dispatch(self, req: "Request", resp: "Response", start: int = 0) -> bool | Awaitable[bool]:
+        """Walk the rules in order (from ``start``); the first that answers wins. Nothing
+        answers: 404. An awaitable result is True once answered, except an ``asyncio.Future``
+        passed up from a rule's last handlet as is: whoever awaits it reads a result other
+        than True (or None with the response sent) as "not answered" and calls
+        :meth:`fall_through`."""
         rules = self.rules
-        for i, rule in enumerate(rules):
+        for i in range(start, len(rules)):
+            rule = rules[i]
             m = rule.matcher
             if m is None or m(req):
                 result = rule.execute(req, resp)
                 if result is True:
                     return True
                 if result is not False:
+                    if isinstance(result, asyncio.Future):
+                        return result
                     return self._continue(result, i, req, resp)
         self.send_not_found(resp)
         return True
+
+    def fall_through(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
+        """A future passed up by ``dispatch`` did not answer: the rules after its rule try."""
+        return self.dispatch(req, resp, self.rules.index(req.rule) + 1)  # type: ignore[arg-type]
 
     async def _continue(self, pending: Awaitable[bool], index: int, req: "Request", resp: "Response") -> bool:
         if await pending:

@@ -371,6 +371,10 @@ class Response:
     _filters: "list[BodyFilter] | tuple[()]" = ()
     _streaming = False
     _length: int | None = None
+    # Field lines already rendered (each "name: value\r\n", Content-Type among them), sent
+    # after ``headers``: a proxy relays its upstream's fields without parsing them into tuples
+    # and back. Only on a stream with ``raw_heads``, and never with revisers.
+    raw_head = b""
 
     def __init__(self, request: Request, stream: Stream) -> None:
         self.request = request
@@ -458,6 +462,14 @@ class Response:
             return [("content-type", self.content_type), *self.headers]
         return self.headers
 
+    def _send_head(self, status: int, length: int | None, *, end: bool) -> None:
+        """The head, without a body: ``raw_head`` goes only to a stream that takes it."""
+        raw = self.raw_head
+        if raw:
+            self.stream.send_head(status, self._head_headers(), length, end=end, raw=raw)  # type: ignore[call-arg]
+        else:
+            self.stream.send_head(status, self._head_headers(), length, end=end)
+
     # -- sized sends ----------------------------------------------------------------------------------
     def send(self, body: bytes | str = b"", content_type: str | None = None) -> None:
         """Send the whole response now. ``str`` bodies are UTF-8 and default to text/plain."""
@@ -477,7 +489,13 @@ class Response:
         status = self.status
         self.sent = self.finished = True
         if status in (204, 304) or status < 200:
-            self.stream.send_head(status, self._head_headers(), None, end=True)
+            self._send_head(status, None, end=True)
+            return
+        raw = self.raw_head
+        if raw:  # the content type is among the raw fields
+            self.bytes_sent = len(body)
+            self.stream.send_head(status, self._head_headers(), len(body), body=b"" if self.head_only else body,
+                                  end=True, raw=raw)  # type: ignore[call-arg]
             return
         if self.content_type is None and body:
             self.content_type = "application/octet-stream"
@@ -531,7 +549,7 @@ class Response:
             return
         self.sent = True
         self.bytes_sent = count
-        self.stream.send_head(self.status, self._head_headers(), count, end=self.head_only or count == 0)
+        self._send_head(self.status, count, end=self.head_only or count == 0)
         if not self.head_only and count:
             await self.stream.sendfile(fd, offset, count)
             await self.stream.end([])
@@ -554,9 +572,9 @@ class Response:
             self.sent = True
             self._streaming = True
             length = self._length if not self._filters else None
-            if self.content_type is None:
+            if self.content_type is None and not self.raw_head:
                 self.content_type = "application/octet-stream"
-            self.stream.send_head(self.status, self._head_headers(), length, end=False)
+            self._send_head(self.status, length, end=False)
         elif not self._streaming:
             raise RuntimeError("response already sent")
         for f in self._filters:

@@ -6,6 +6,7 @@ request costs one call and no parsing.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import re
@@ -195,6 +196,10 @@ class Rule(Component):
                     return True
                 continue
             if inspect.isawaitable(result):
+                if i == len(handlets) - 1 and isinstance(result, asyncio.Future):
+                    # The last handlet's future, untouched: the connection waits on it without a
+                    # task, and reads its result as _continue would (see App.fall_through).
+                    return result
                 return self._continue(result, [h.handle for h in handlets[i + 1:]], req, resp)
         return False
 

@@ -130,6 +130,9 @@ class ResponseHead:
     chunked: bool
     keep_alive: bool
     upgrade: str | None
+    # The field lines as received, each ending in CRLF (no status line, no final empty line),
+    # when the parser was made with ``keep_raw``: what a proxy filters and relays as bytes.
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -830,7 +833,7 @@ class ResponseParser(_MessageParser):
     same field syntax and chunked framing.
     """
 
-    __slots__ = ("_head_request",)
+    __slots__ = ("_head_request", "_keep_raw", "_raw")
 
     _ERROR_STATUS = 502
 
@@ -841,14 +844,27 @@ class ResponseParser(_MessageParser):
         max_head_size: int = 65536,
         max_headers: int = 200,
         max_trailer_size: int = 16384,
+        keep_raw: bool = False,
     ) -> None:
         super().__init__(max_head_size=max_head_size, max_headers=max_headers, max_trailer_size=max_trailer_size)
         self._head_request = request_method == "HEAD"
+        # keep_raw: every ResponseHead also carries its validated field lines as bytes (``raw``).
+        self._keep_raw = keep_raw
+        self._raw = b""
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
         super().start_next()
         self._head_request = request_method == "HEAD"
+
+    def _parse_whole_head(self, raw: bytes) -> ResponseHead | None:  # type: ignore[override]
+        if not self._keep_raw:
+            return super()._parse_whole_head(raw)  # type: ignore[return-value]
+        nl = raw.find(b"\r\n")
+        self._raw = raw[nl + 2:] + b"\r\n" if nl >= 0 else b""  # the very bytes validated next
+        head = super()._parse_whole_head(raw)
+        self._raw = b""
+        return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
         m = _STATUS_LINE_RE.fullmatch(line)
@@ -940,7 +956,11 @@ class ResponseParser(_MessageParser):
         else:
             keep_alive = False
             self._state = _S_UNTIL_CLOSE
-        head = _ResponseHeadTwin(version, status, reason or "", headers, length, chunked, keep_alive, upgrade)
+        raw = self._raw
+        if self._keep_raw and not raw and headers:
+            # A head that came in pieces (the incremental path): its fields, rendered back.
+            raw = "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1")
+        head = _ResponseHeadTwin(version, status, reason or "", headers, length, chunked, keep_alive, upgrade, raw)
         head.__class__ = ResponseHead
         return head  # type: ignore[no-any-return]
 

@@ -345,17 +345,68 @@ class Http1Conn(asyncio.Protocol):
         req.app = app
         try:
             result = app.dispatch(req, resp)
-        except HTTPError as e:
-            self._finish_with_error(e)
-            return
-        except Exception:
-            log.exception("handler failed on %s %s", req.method, req.target)
-            self._finish_with_error(HTTPError(500))
+        except Exception as e:
+            self._handler_failed(e, req)
             return
         if result is True:
             self._end_exchange()
         else:
+            self._wait_for(result)
+
+    def _handler_failed(self, e: Exception, req: Request) -> None:
+        """A handler raised before answering (called from its ``except``, so the traceback is
+        still there to log)."""
+        if isinstance(e, HTTPError):
+            self._finish_with_error(e)
+        else:
+            log.exception("handler failed on %s %s", req.method, req.target)
+            self._finish_with_error(HTTPError(500))
+
+    def _wait_for(self, result: Any) -> None:
+        """The handler answers later: a future settles (no task needed), anything else awaitable
+        runs in the exchange's task."""
+        if isinstance(result, asyncio.Future):
+            self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
+            result.add_done_callback(self._settled)
+        else:
             self.task = self.loop.create_task(self._run(result))
+
+    def _dispatch(self, app: Any, req: Request, resp: Response) -> None:
+        """Run the rules after the one whose future did not answer (``_start_exchange`` runs the
+        first ones inline) and finish the exchange as it does."""
+        try:
+            result = app.fall_through(req, resp)
+        except Exception as e:
+            self._handler_failed(e, req)
+            return
+        if result is True:
+            self._end_exchange()
+        else:
+            self._wait_for(result)
+
+    def _settled(self, fut: "asyncio.Future[Any]") -> None:
+        """The handler's future is done: end the exchange here when it answered cleanly; a
+        result that did not answer lets the later rules try; anything else (errors, a
+        streamed response to end) goes to :meth:`_run`, which handles it as for a task."""
+        if self.task is not fut:
+            return
+        self.task = None
+        if fut.cancelled():
+            if not self.closing:  # as _run: a cancel not caused by the client leaving ends nothing
+                self.task = self.loop.create_task(self._run(fut))
+            return
+        if fut.exception() is None:
+            result = fut.result()
+            req, resp = self.req, self.resp
+            if req is not None and resp is not None:
+                if result is True or (result is None and resp.sent):
+                    if not resp.sent or resp.finished:
+                        self._end_exchange()
+                        return
+                else:
+                    self._dispatch(req.app, req, resp)
+                    return
+        self.task = self.loop.create_task(self._run(fut))
 
     def _make_request(self, head: RequestHead) -> Request:
         target = head.target
@@ -474,6 +525,7 @@ class Http1Conn(asyncio.Protocol):
         resp.status = e.status
         resp.revisers = []
         resp.headers = list(e.headers)
+        resp.raw_head = b""
         resp.content_type = TEXT_HTML
         resp.send(error_page(e.status, e.reason))
         self._end_exchange()
@@ -599,14 +651,18 @@ class Http1Conn(asyncio.Protocol):
             finally:
                 self._body_waiter = None
 
+    raw_heads = True  # send_head takes pre-rendered field lines (Response.raw_head)
+
     def send_head(self, status: int, headers: list[tuple[str, str]], length: int | None, *, body: bytes = b"",
-                  end: bool = False) -> None:
+                  end: bool = False, raw: bytes = b"") -> None:
         req = self.req
         version = req.version if req is not None else "1.1"
         line = _STATUS_LINES.get(status)
         parts = [line if line is not None else status_line(status)]
         if headers:
             parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1", "replace"))
+        if raw:
+            parts.append(raw)
         parts.append(self.clock.date_line)
         if status >= 200 and status != 204 and status != 304:
             if length is not None:

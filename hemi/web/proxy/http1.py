@@ -83,7 +83,7 @@ def response_parser(conn: BackendConn, method: str) -> ResponseParser:
     connection, reused while it is kept alive."""
     parser = conn.parser
     if parser is None:
-        parser = conn.parser = ResponseParser(method)
+        parser = conn.parser = ResponseParser(method, keep_raw=True)
     else:
         parser.start_next(method)
     return parser
@@ -186,6 +186,9 @@ class Http1Proxy(Handlet):
         self._request_drop = _REQUEST_DROP | self.del_request_headers
         self._response_drop = _RESPONSE_DROP | self.del_response_headers
         self._added_request = "".join(f"{k}: {v}\r\n" for k, v in self.add_request_headers)
+        # What every relayed head ends with, rendered once: our Via and .addResponseHeaders.
+        self._response_tail = "".join(f"{k}: {v}\r\n" for k, v in [("via", self._via), *self.add_response_headers]
+                                      ).encode("latin-1", "replace")
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
 
@@ -411,8 +414,14 @@ class Http1Proxy(Handlet):
     # -- the response -------------------------------------------------------------------------------------
     def _copy_head(self, rhead: ResponseHead, resp: "Response") -> None:
         """Status and end-to-end fields. Framing, Date and Server are our connection's to write.
-        The parser let no CR, LF or NUL through, so fields go straight into the list."""
+        The parser let no CR, LF or NUL through, so fields go straight into the list (or, as
+        the field lines received, into ``resp.raw_head``: see :meth:`_raw_fields`)."""
         resp.status = rhead.status
+        if rhead.raw and not resp.revisers and getattr(resp.stream, "raw_heads", False):
+            raw = self._raw_fields(rhead)
+            if raw is not None:
+                resp.raw_head = raw
+                return
         drop = self._response_drop
         out: list[tuple[str, str]] = []
         via = options = None
@@ -432,6 +441,28 @@ class Http1Proxy(Handlet):
         out.append(("via", f"{via}, {self._via}" if via else self._via))
         out.extend(self.add_response_headers)
         resp.headers.extend(out)
+
+    def _raw_fields(self, rhead: ResponseHead) -> bytes | None:
+        """The upstream's end-to-end field lines as it sent them (validated by the parser),
+        our Via and added fields after them: no tuples built, nothing rendered per field.
+        None when a field needs the tuple path: a Via to merge, a Connection naming fields,
+        or no Content-Type (which our side then supplies)."""
+        drop = self._response_drop
+        kept: list[bytes] = []
+        append = kept.append
+        typed = False
+        for line, (name, value) in zip(rhead.raw.split(b"\r\n"), rhead.headers):
+            if name in drop:
+                if name == "via" or (name == "connection" and value.lower() not in ("keep-alive", "close")):
+                    return None
+                continue
+            if name == "content-type":
+                typed = True
+            append(line)
+        if not typed:
+            return None
+        append(self._response_tail)
+        return b"\r\n".join(kept)
 
     async def _relay(self, upstream: Any, conn: BackendConn, parser: ResponseParser, rhead: ResponseHead,
                      req: "Request", resp: "Response", parts: list[bytes]) -> bool:
