@@ -30,6 +30,7 @@ HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unr
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
 _STATUS_LINES: dict[int, bytes] = {}
+_CTYPE_LINES: dict[str, bytes] = {}  # "content-type: <value>\r\n" for the values responses use
 
 
 def status_line(status: int) -> bytes:
@@ -660,7 +661,18 @@ class Http1Conn(asyncio.Protocol):
         line = _STATUS_LINES.get(status)
         parts = [line if line is not None else status_line(status)]
         if headers:
-            parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1", "replace"))
+            if len(headers) == 1 and headers[0][0] == "content-type":
+                # The commonest head: a content type alone. Its few values are rendered once.
+                ctype = headers[0][1]
+                line = _CTYPE_LINES.get(ctype)
+                if line is None:
+                    line = f"content-type: {ctype}\r\n".encode("latin-1", "replace")
+                    if len(_CTYPE_LINES) < 256:
+                        _CTYPE_LINES[ctype] = line
+                parts.append(line)
+            else:
+                parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1",
+                                                                                                  "replace"))
         if raw:
             parts.append(raw)
         parts.append(self.clock.date_line)
