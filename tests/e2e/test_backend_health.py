@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-import hemi.contrib._all  # noqa: F401
-from hemi.core.stage import Dirs, Stage
 from hemi.net.backend import BackendTimeout, ConnectError
 
 from ..conftest import free_port
+from ..stageutil import make_stage
 from .h1util import wait_until
 from .upstreams import ONE_WORKER, Farm, farm, nodes_list, proxy_config  # noqa: F401 (farm: a fixture)
 
@@ -140,14 +139,6 @@ async def echo_server(path: str | None = None) -> tuple[asyncio.AbstractServer, 
         return server, path, events
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}", events
-
-
-async def make_stage(tmp_path: Path, backend: str) -> Stage:
-    stage = Stage.from_text(f"stage {{ {backend} }}", Dirs.under(str(tmp_path)))
-    stage.configure()
-    stage.prepare()
-    await stage.start()
-    return stage
 
 
 def test_pool_reuse_keep_conns_and_alive_timeout(tmp_path: Path) -> None:

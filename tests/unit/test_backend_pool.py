@@ -16,6 +16,8 @@ from hemi.config.errors import ConfigError
 from hemi.core.stage import Dirs, Stage
 from hemi.net.backend import BackendTimeout, ConnectError
 
+from ..stageutil import make_stage
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -36,14 +38,6 @@ async def echo_server() -> tuple[asyncio.AbstractServer, str, list[str]]:
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}", events
-
-
-async def make_stage(tmp_path: Path, backend: str) -> Stage:
-    stage = Stage.from_text(f"stage {{ {backend} }}", Dirs.under(str(tmp_path)))
-    stage.configure()
-    stage.prepare()
-    await stage.start()
-    return stage
 
 
 def run(tmp_path: Path, backend: str, body) -> None:  # type: ignore[no-untyped-def]

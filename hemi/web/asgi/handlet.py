@@ -149,25 +149,9 @@ class AsgiHandlet(Handlet):
             serve = UPGRADES.get(req.upgrade.lower())
             if serve is not None:
                 return serve(self, req, resp)
-        # connection_scope's keys plus the http ones, in one literal: this runs for every request.
-        qs = req.query_string
-        server = self._servers.get(getattr(req.stream, "gate", None))
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": req.version,
-            "method": req.method,
-            "scheme": req.scheme,
-            "path": req.path,
-            "raw_path": req.encoded_path.encode(),
-            "query_string": qs[1:].encode() if qs else b"",
-            "root_path": self.root_path,
-            "headers": request_headers(req.headers),
-            "client": req.peer,
-            "server": server or self._server_of(req),
-            "state": self.state.copy(),
-            "extensions": {"http.response.trailers": _NO_OPTIONS, "http.response.pathsend": _NO_OPTIONS},
-        }
+        scope = self.connection_scope(req, "http", req.scheme)
+        scope["method"] = req.method
+        scope["extensions"] = {"http.response.trailers": _NO_OPTIONS, "http.response.pathsend": _NO_OPTIONS}
         return HttpExchange(self, req, resp).start(scope)
 
     def connection_scope(self, req: "Request", kind: str, scheme: str) -> dict:

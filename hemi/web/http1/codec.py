@@ -360,6 +360,10 @@ class _MessageParser:
         common GET. Only valid right after such a head."""
         if self._state != _S_EOM:
             raise RuntimeError("end_bodyless() after a head with content")
+        self._begin_next()
+
+    def _begin_next(self) -> None:
+        """Reset to read the next head from whatever is left in the buffer."""
         self._state = _S_HEAD
         self._req = None
         self._scan = 0
@@ -376,13 +380,7 @@ class _MessageParser:
         """
         state = self._state
         if state == _S_PAUSED:
-            self._state = _S_HEAD
-            self._req = None
-            self._scan = 0
-            self._empty_lines = 0
-            if self._pos >= len(self._buf):
-                self._buf = b""
-                self._pos = 0
+            self._begin_next()
             return
         if state == _S_ERROR or state == _S_CLOSED or state == _S_HEAD:
             return  # nothing to advance; next_event() reports the real state
