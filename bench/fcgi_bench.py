@@ -24,7 +24,6 @@ import argparse
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -99,7 +98,7 @@ http {{
 """
 
 
-from web_bench import free_port, wait_port  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import free_port, wait_port, wrk  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 
 def wait_unix(path: str, timeout: float = 15.0) -> None:
@@ -112,36 +111,6 @@ def wait_unix(path: str, timeout: float = 15.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"{path} never opened")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (nginx's worker), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
-
-
-def wrk(url: str, duration: int, conns: int) -> dict:
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock_err = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": p50.group(1) + p50.group(2) if p50 else "",
-            "p99": p99.group(1) + p99.group(2) if p99 else "",
-            "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock_err.group(1) if sock_err else ""}
 
 
 def php_fpm() -> str | None:
@@ -235,10 +204,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for server in ("gorox", "nginx"):
                     pid = pids[(server, mode)]
-                    before = cpu_seconds(pid)
-                    r = wrk(f"http://127.0.0.1:{ports[(server, mode)]}/hello.php", args.duration, args.conns)
+                    r = wrk(f"http://127.0.0.1:{ports[(server, mode)]}/hello.php", args.duration, args.conns, pid)
                     # CPU time per request: a measure the machine's other load disturbs less than req/s.
-                    r["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1.0, r["rps"] * args.duration)
                     results.setdefault(mode, {}).setdefault(server, []).append(r)
                     print(f"{mode:6} {server:6} {r['rps']:>9.0f} req/s  {r['cpu_us']:>6.1f} us CPU/req  "
                           f"p50 {r['p50']:>8}  p99 {r['p99']:>8}  non-2xx {r['non2xx']}  {r['socket_errors']}",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -93,38 +92,7 @@ PROXY_BODY = '''
 '''
 
 
-from web_bench import free_port, wait_port  # noqa: E402  (bench/ is on sys.path when a script runs)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants."""
-    total = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except (OSError, ValueError):
-            pass
-    return total
-
-
-def wrk(url: str, duration: int, conns: int, pid: int | None = None) -> dict:
-    before = cpu_seconds(pid) if pid else 0.0
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(\w+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock_err = re.search(r"Socket errors: (.*)", out)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    cpu_us = 1e6 * (cpu_seconds(pid) - before) / max(1, requests) if pid else 0.0
-    return {"rps": rps, "cpu_us": cpu_us, "p50": p50.group(1) + p50.group(2) if p50 else "",
-            "p99": p99.group(1) + p99.group(2) if p99 else "",
-            "non2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock_err.group(1) if sock_err else ""}
+from common import free_port, wait_port, wrk  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 
 def nginx_conf(tmp: Path, name: str, body: str) -> Path:

@@ -19,9 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-# (Re-exported: other scripts import these from here.)
-from common import NGINX, ROOT, cpu_seconds, free_port, gorox_cmd, missing_tools, nginx_conf, nginx_temp_paths, \
-    spawn, stop_all, wait_port, write_json, wrk, wrk_errors  # noqa: F401
+from common import NGINX, ROOT, free_port, gorox_cmd, missing_tools, nginx_conf, nginx_temp_paths, spawn, \
+    stop_all, wait_port, write_json, wrk, wrk_errors
 
 ASGI_HELLO = '''
 async def app(scope, receive, send):
