@@ -338,7 +338,7 @@ class Http1Conn(asyncio.Protocol):
             self.trailers_in = []
             self.parser.end_bodyless()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
-        app = self._app_for(req.hostname)
+        app = self._app_for_host()
         if app is None:
             resp.send_error(404, "no app serves this hostname")
             self._end_exchange()
@@ -475,12 +475,12 @@ class Http1Conn(asyncio.Protocol):
 
     _NO_APP: Any = object()
 
-    def _app_for(self, hostname: str) -> "Any":
+    def _app_for_host(self) -> "Any":
+        """The app for the current request's Host (``_make_request`` keeps ``host_port`` and
+        resets ``host_app`` when the Host changes), looked up once per Host on a connection."""
         app = self.host_app
-        if app is self._NO_APP or hostname != self.host_port[0]:
-            app = self.server.find_app(hostname)
-            if hostname == self.host_port[0]:
-                self.host_app = app
+        if app is self._NO_APP:
+            app = self.host_app = self.server.find_app(self.host_port[0])
         return app
 
     async def _run(self, pending: Any) -> None:
