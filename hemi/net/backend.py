@@ -479,6 +479,21 @@ class BackendConn(asyncio.Protocol):
         return self.last_used >= idle_since and self.reusable_when_idle()
 
 
+def bind_backend(comp: Component, name: str, expected: str, accepts: Callable[[Component], bool],
+                 loc: Any = None, *, noun: str = "") -> "Any":
+    """The backend a proxy's ``.toBackend`` names, resolved once every component is configured:
+    a config error at ``loc`` (and None) when the stage has no backend of that name or it is not
+    one ``accepts``; ``expected`` says what would be (\"an http1Backend\")."""
+    found = comp.stage.get("backend", name)
+    if found is None:
+        comp.error(f'.toBackend names {noun}"{name}", but the stage has no backend of that name', loc)
+    elif not accepts(found):
+        comp.error(f".toBackend names {found.describe()}, expected {expected}", loc)
+    else:
+        return found
+    return None
+
+
 class Backend(Component):
     """The base of every backend sign: nodes, balancer, pool, timeouts, TLS, health."""
 

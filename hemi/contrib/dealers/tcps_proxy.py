@@ -25,7 +25,7 @@ import logging
 
 from ...core.registry import dealer
 from ...net import proxyproto
-from ...net.backend import BackendError, Node, open_connection
+from ...net.backend import BackendError, Node, bind_backend, open_connection
 from ...net.backends import TcpsBackend
 from ...net.mesher import Dealer, MeshConn
 from ...net.splice import Splice, SpliceEnd
@@ -111,14 +111,10 @@ class TcpsProxy(Dealer):
     def on_bind(self) -> None:
         if not self.backend_name:
             return
-        found = self.stage.get("backend", self.backend_name)
-        loc = self.find("toBackend")[0]
-        if found is None:
-            self.error(f'.toBackend names backend "{self.backend_name}", but the stage has no backend of that name',
-                       loc.loc if loc else None)
-        elif not isinstance(found, TcpsBackend):
-            self.error(f'.toBackend names {found.describe()}, expected a tcpsBackend', loc.loc if loc else None)
-        else:
+        value = self.find("toBackend")[0]  # may sit on the mesher: dealers inherit its properties
+        found = bind_backend(self, self.backend_name, "a tcpsBackend", lambda c: isinstance(c, TcpsBackend),
+                             value.loc if value else None, noun="backend ")
+        if found is not None:
             self.backend = found
             if not self.proxy_protocol:
                 self.proxy_protocol = getattr(found, "proxy_protocol", "")

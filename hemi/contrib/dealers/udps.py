@@ -17,6 +17,7 @@ from ...core.registry import dealer
 from ...net import dns
 from ...net.address import Address, parse_address
 from ...net.mesher import Dealer, MeshConn
+from ...net.backend import bind_backend
 from ...net.udps import UdpsBackend, UdpSession
 
 log = logging.getLogger("hemi.net.udps")
@@ -97,14 +98,8 @@ class UdpsProxy(Dealer):
     def on_bind(self) -> None:
         if not self.backend_name:
             return
-        comp = self.stage.get("backend", self.backend_name)
-        loc = self.block.prop_locs.get("toBackend")
-        if comp is None:
-            self.error(f'.toBackend names "{self.backend_name}", but the stage has no backend of that name', loc)
-        elif not isinstance(comp, UdpsBackend):
-            self.error(f".toBackend names {comp.describe()}, expected a udpsBackend", loc)
-        else:
-            self.backend = comp
+        self.backend = bind_backend(self, self.backend_name, "a udpsBackend", lambda c: isinstance(c, UdpsBackend),
+                                    self.block.prop_locs.get("toBackend"))
 
     def deal(self, conn: MeshConn) -> bool:
         assert self.backend is not None

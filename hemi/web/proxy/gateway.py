@@ -37,7 +37,7 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
-from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout
+from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, bind_backend
 from ..cgihead import ResponseHead
 from ..errors import HTTPError
 from ..exchange import BodyContent
@@ -129,14 +129,9 @@ class GatewayProxy(Handlet):
         kind of backend is a config error, not a crash on the first request."""
         if not self.backend_name:
             return
-        loc = self.block.prop_locs.get("toBackend")
-        comp = self.stage.get("backend", self.backend_name)
-        if comp is None:
-            self.error(f'.toBackend names "{self.backend_name}", but the stage has no backend of that name', loc)
-        elif not isinstance(comp, Backend) or comp.sign not in BACKEND_SIGNS:
-            self.error(f'.toBackend names {comp.describe()}, expected a {" or ".join(BACKEND_SIGNS)}', loc)
-        else:
-            self.backend = comp
+        self.backend = bind_backend(self, self.backend_name, "a " + " or ".join(BACKEND_SIGNS),
+                                    lambda c: isinstance(c, Backend) and c.sign in BACKEND_SIGNS,
+                                    self.block.prop_locs.get("toBackend"))
 
     async def on_start(self) -> None:
         self._loop = asyncio.get_running_loop()

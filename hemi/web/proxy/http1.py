@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from ...core.registry import backend, handlet
 from ...net.address import Address
-from ...net.backend import (Backend, BackendConn, BackendError, BackendTimeout, ConnectError, Node,
+from ...net.backend import (Backend, bind_backend, BackendConn, BackendError, BackendTimeout, ConnectError, Node,
                             open_connection)
 from ..errors import HTTPError
 from ..handlet import Handlet
@@ -210,12 +210,8 @@ class Http1Proxy(Handlet):
             return
         if not self.backend_name:
             return
-        comp = self.stage.get("backend", self.backend_name)
-        if comp is None:
-            self.error(f'.toBackend names "{self.backend_name}", but the stage has no backend of that name', loc)
-        elif not isinstance(comp, Http1Backend):
-            self.error(f'.toBackend names {comp.describe()}, expected an http1Backend', loc)
-        else:
+        comp = bind_backend(self, self.backend_name, "an http1Backend", lambda c: isinstance(c, Http1Backend), loc)
+        if comp is not None:
             self.backend = comp
             self._tls_backend = comp.tls_mode
 

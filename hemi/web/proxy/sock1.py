@@ -29,7 +29,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
 from ...core.registry import socklet
-from ...net.backend import BackendConn, BackendError, BackendTimeout
+from ...net.backend import BackendConn, BackendError, BackendTimeout, bind_backend
 from ..errors import HTTPError
 from ..handlet import Socklet
 from ..http1.codec import NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseParser
@@ -69,14 +69,8 @@ class Sock1Proxy(Socklet):
     def on_bind(self) -> None:
         if not self.backend_name:
             return
-        loc = self.block.prop_locs.get("toBackend")
-        comp = self.stage.get("backend", self.backend_name)
-        if comp is None:
-            self.error(f'.toBackend names "{self.backend_name}", but the stage has no backend of that name', loc)
-        elif not isinstance(comp, Http1Backend):
-            self.error(f".toBackend names {comp.describe()}, expected an http1Backend", loc)
-        else:
-            self.backend = comp
+        self.backend = bind_backend(self, self.backend_name, "an http1Backend",
+                                    lambda c: isinstance(c, Http1Backend), self.block.prop_locs.get("toBackend"))
 
     def serve(self, req: "Request", resp: "Response") -> Any:
         return self._serve(req, resp)
