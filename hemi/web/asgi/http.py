@@ -56,8 +56,23 @@ class ClientDisconnected(ConnectionResetError):
     """``send`` after the client has gone away (ASGI HTTP spec 2.4: an ``OSError``)."""
 
 
-async def _raise(error: BaseException) -> bool:
+async def raise_later(error: BaseException) -> bool:
     raise error
+
+
+async def wait_answer(exchange: Any, answered: "asyncio.Future[None]") -> bool:
+    """The connection's side of an exchange whose app answers later (the HTTP and WebSocket
+    scopes alike): True once ``answered`` resolves, or the failure the exchange recorded. A
+    cancel means the client left: the app runs on and learns it from receive() and send()."""
+    try:
+        await answered
+    except asyncio.CancelledError:
+        exchange.gone = True
+        exchange._wake()
+        raise
+    if exchange.failure is not None:
+        raise exchange.failure
+    return True
 
 
 def _disconnect() -> dict:
@@ -102,8 +117,8 @@ class HttpExchange:
         error = h.runner.start(h.asgi_app(scope, self.receive, self.send), self._app_ended)  # type: ignore[union-attr]
         if error is SUSPENDED:
             if self.phase != DONE:
-                self.done = h.loop.create_future()  # type: ignore[union-attr]
-                return self._wait()
+                done = self.done = h.loop.create_future()  # type: ignore[union-attr]
+                return wait_answer(self, done)
         elif error is not None or self.phase != DONE or self.body_iter is not None:
             self._app_ended(error)
         failure = self.failure
@@ -111,20 +126,7 @@ class HttpExchange:
             return True
         if isinstance(failure, HTTPError):
             raise failure
-        return _raise(failure)  # an abort: the connection's exchange task handles it quietly
-
-    async def _wait(self) -> bool:
-        try:
-            await self.done  # type: ignore[misc]
-        except asyncio.CancelledError:
-            # The connection gave the exchange up: the client is gone. The app runs on and
-            # learns it from receive() and send().
-            self.gone = True
-            self._wake()
-            raise
-        if self.failure is not None:
-            raise self.failure
-        return True
+        return raise_later(failure)  # an abort: the connection's exchange task handles it quietly
 
     def _app_ended(self, error: BaseException | None) -> None:
         """The app's coroutine has ended (``error``: what it raised). Decide what the

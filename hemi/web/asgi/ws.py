@@ -33,7 +33,7 @@ from ..websocket.handshake import Offer, check_upgrade, negotiate
 from ..websocket.session import INTERNAL_ERROR, NORMAL, ConnectionClosed, WebSocketSession, accept
 from .handlet import UPGRADES
 from .http import DONE as HTTP_DONE
-from .http import ClientDisconnected, HttpExchange
+from .http import ClientDisconnected, HttpExchange, raise_later, wait_answer
 from .runner import SUSPENDED
 
 if TYPE_CHECKING:
@@ -44,10 +44,6 @@ log = logging.getLogger("hemi.web.asgi")
 
 # Phases of the handshake.
 CONNECTING, ACCEPTED, DENYING, ANSWERED = range(4)
-
-
-async def _raise(error: BaseException) -> bool:
-    raise error
 
 
 class WebSocketExchange:
@@ -81,24 +77,11 @@ class WebSocketExchange:
         if self.failure is not None:
             if isinstance(self.failure, HTTPError):
                 raise self.failure
-            return _raise(self.failure)
+            return raise_later(self.failure)
         if self.phase in (ACCEPTED, ANSWERED):
             return True
-        self.answered = h.loop.create_future()  # type: ignore[union-attr]
-        return self._wait()
-
-    async def _wait(self) -> bool:
-        try:
-            await self.answered  # type: ignore[misc]
-        except asyncio.CancelledError:
-            # The client left before the app answered: the app runs on and learns it from
-            # receive() (websocket.disconnect) and send().
-            self.gone = True
-            self._wake()
-            raise
-        if self.failure is not None:
-            raise self.failure
-        return True
+        answered = self.answered = h.loop.create_future()  # type: ignore[union-attr]
+        return wait_answer(self, answered)
 
     def _answer(self) -> None:
         answered = self.answered
