@@ -12,7 +12,5 @@ from hemi.core.stage import Dirs, Stage
 async def make_stage(tmp_path: Path, components: str) -> Stage:
     """Configure, prepare and start ``stage { <components> }`` with its dirs under tmp_path."""
     stage = Stage.from_text(f"stage {{ {components} }}", Dirs.under(str(tmp_path)))
-    stage.configure()
-    stage.prepare()
-    await stage.start()
+    await stage.launch()
     return stage

@@ -224,6 +224,17 @@ class Stage(Component):
             await _walk_start(comp)
         self.state = "running"
 
+    async def launch(self) -> None:
+        """Configure, prepare and start, in one go; a start that fails shuts down what did start
+        before the error propagates (ConfigError, OSError for a port taken...)."""
+        self.configure()
+        self.prepare()
+        try:
+            await self.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+
     async def shutdown(self) -> None:
         """Shut kinds down top-down; components of one kind shut down concurrently."""
         if self.state in ("stopping", "stopped"):

@@ -64,13 +64,7 @@ class SingleRunner:
         """Start the first stage (ConfigError/OSError propagate: nothing serves then), serve
         until ``quit``, then shut down within the grace period."""
         stage = self.factory(stage_id)
-        stage.configure()
-        stage.prepare()
-        try:
-            await stage.start()
-        except BaseException:
-            await stage.shutdown()
-            raise
+        await stage.launch()
         self.stage = stage
         if self.signals:
             loop = asyncio.get_running_loop()

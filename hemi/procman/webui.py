@@ -53,13 +53,7 @@ async def start_webui(leader: "Leader", address: str) -> Stage:
         raise OSError(f"bad address {address!r}")
     stage = Stage.from_text(STAGE_TEXT % address, leader.opts.dirs, file="<webui>")
     stage.leader = leader  # type: ignore[attr-defined]  # how the handlet reaches the leader
-    stage.configure()
-    stage.prepare()
-    try:
-        await stage.start()
-    except BaseException:
-        await stage.shutdown()
-        raise
+    await stage.launch()
     return stage
 
 
