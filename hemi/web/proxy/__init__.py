@@ -7,7 +7,7 @@ nodes, pooling and health are in :mod:`hemi.net.backend`, for every protocol ali
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Final
+from typing import TYPE_CHECKING, Any, Callable, Final
 
 if TYPE_CHECKING:
     from ..exchange import Request
@@ -55,3 +55,15 @@ def forwarding_headers(req: "Request", via: str | None, xff: str | None, via_nam
     if req.authority:
         out += f"x-forwarded-host: {req.authority}\r\n"
     return out
+
+
+def configure_buffering_and_storer(proxy: Any) -> None:
+    """What every HTTP-speaking proxy (http1Proxy, fcgiProxy, uwsgiProxy) reads the same way:
+    ``.bufferClientContent`` / ``.bufferServerContent`` (streamed by default) and the caching
+    hook ``.withStorer``, parsed and checked now, refused until storers exist."""
+    proxy.with_storer = proxy.configure_string("withStorer", "")
+    if proxy.with_storer:
+        proxy.error(f'.withStorer names "{proxy.with_storer}", but storers are not implemented yet',
+                    proxy.block.prop_locs.get("withStorer"))
+    proxy.buffer_client_content = proxy.configure_bool("bufferClientContent", False)
+    proxy.buffer_server_content = proxy.configure_bool("bufferServerContent", False)

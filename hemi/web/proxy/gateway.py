@@ -42,7 +42,7 @@ from ..cgihead import ResponseHead
 from ..errors import HTTPError
 from ..exchange import BodyContent
 from ..handlet import Handlet
-from . import HOP_BY_HOP, connection_options
+from . import HOP_BY_HOP, configure_buffering_and_storer, connection_options
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -106,12 +106,7 @@ class GatewayProxy(Handlet):
     # -- configuration ----------------------------------------------------------------------------------
     def on_configure(self) -> None:
         self.backend_name = self.configure_string("toBackend", None, required=True)
-        self.with_storer = self.configure_string("withStorer", "")
-        if self.with_storer:
-            self.error(f'.withStorer names "{self.with_storer}", but storers are not implemented yet',
-                       self.block.prop_locs.get("withStorer"))
-        self.buffer_client_content = self.configure_bool("bufferClientContent", False)
-        self.buffer_server_content = self.configure_bool("bufferServerContent", False)
+        configure_buffering_and_storer(self)
         self.send_timeout = self.configure_duration("sendTimeout", 60.0, min=0.001)
         self.recv_timeout = self.configure_duration("recvTimeout", 60.0, min=0.001)
         self.max_content_size = self.configure_size("maxContentSize", 1 << 40, min=0)

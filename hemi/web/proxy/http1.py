@@ -37,7 +37,8 @@ from ..handlet import Handlet
 from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser,
                            encode_chunk, encode_last_chunk, render_response_head)
 from .connect import open_tunnel
-from . import HOP_BY_HOP, IDEMPOTENT, connection_options, copy_request_headers, forwarding_headers
+from . import (HOP_BY_HOP, IDEMPOTENT, configure_buffering_and_storer, connection_options, copy_request_headers,
+               forwarding_headers)
 
 if TYPE_CHECKING:
     from ..exchange import BodyContent, Request, Response
@@ -150,12 +151,7 @@ class Http1Proxy(Handlet):
     def on_configure(self) -> None:
         self.proxy_mode = self.configure_string("proxyMode", "reverse", choices=("reverse", "forward"))
         self.backend_name = self.configure_string("toBackend", "")
-        self.with_storer = self.configure_string("withStorer", "")
-        if self.with_storer:
-            self.error(f'.withStorer names "{self.with_storer}", but storers are not implemented yet',
-                       self.block.prop_locs.get("withStorer"))
-        self.buffer_client_content = self.configure_bool("bufferClientContent", False)
-        self.buffer_server_content = self.configure_bool("bufferServerContent", False)
+        configure_buffering_and_storer(self)
         self.via_name = self.configure_string("viaName", "gorox")
         self.hostname = self.configure_string("hostname", "")
         self.colon_port = self.configure_string(
