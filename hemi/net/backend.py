@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 from ..config import tree
 from ..core.component import Component
 from .address import Address, parse_address
+from .batch import batch_for
 from .balancer import BALANCERS, Balancer, make_balancer
 
 log = logging.getLogger("hemi.net.backend")
@@ -220,7 +221,7 @@ class BackendConn(asyncio.Protocol):
     __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "receiver",
                  "_chunks", "_buffered", "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline",
                  "_drain_deadline", "_timer", "_timer_at", "_write_paused", "_read_paused", "loop", "_read_timeout",
-                 "_write_timeout")
+                 "_write_timeout", "held", "batch")
 
     def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -246,6 +247,9 @@ class BackendConn(asyncio.Protocol):
         self._read_paused = False
         # Given when known: asyncio.get_running_loop() costs a getpid() per call on Python 3.11.
         self.loop = loop or asyncio.get_running_loop()
+        # What write() holds until the end of the loop iteration (see hemi.net.batch).
+        self.held: list[bytes] | None = None
+        self.batch = batch_for(self.loop)
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
 
@@ -284,6 +288,7 @@ class BackendConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self.held = None
         self._eof = True
         self.lost_error = exc
         self._cancel_timer()
@@ -429,17 +434,40 @@ class BackendConn(asyncio.Protocol):
             self._buffered += len(data)
 
     def write(self, data: bytes) -> None:
+        """Send ``data`` at the end of this loop iteration (with whatever else is written to
+        the connection by then, in order); ``drain``, ``close`` and the rest send it first."""
         if self._lost:
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
-        self.transport.write(data)
+        held = self.held
+        if held is None:
+            self.held = [data]
+            self.batch.add(self)
+        else:
+            held.append(data)
 
     def writelines(self, parts: list[bytes]) -> None:
         if self._lost:
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
+        self.flush()
         self.transport.writelines(parts)
+
+    def flush(self) -> None:
+        """Send what ``write`` held (the batch calls this at the end of the iteration)."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        if not self._lost and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        self.flush()
+        return self.transport.get_write_buffer_size()
 
     def write_eof(self) -> None:
         """Half-close (for layer-4 relays); TLS cannot, so it is a no-op there."""
+        self.flush()
         if not self._lost and self.transport.can_write_eof():
             self.transport.write_eof()
 
@@ -447,6 +475,7 @@ class BackendConn(asyncio.Protocol):
         """Wait while the upstream does not keep up; BackendTimeout after ``writeTimeout``."""
         if self._lost:
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
+        self.flush()
         if not self._write_paused:
             return
         loop = self.loop
@@ -460,11 +489,13 @@ class BackendConn(asyncio.Protocol):
 
     def close(self) -> None:
         self._cancel_timer()
+        self.flush()
         if self.transport is not None and not self._lost:
             self.transport.close()
 
     def abort(self) -> None:
         self._cancel_timer()
+        self.held = None
         if self.transport is not None and not self._lost:
             self.transport.abort()
 

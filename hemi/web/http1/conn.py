@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ...net.batch import batch_for
 from ..errors import HTTPError, error_page, reason_of
 from ..exchange import Request, Response, TEXT_HTML, split_authority
 from ..paths import decode_path, split_target
@@ -47,7 +48,7 @@ class Http1Conn(asyncio.Protocol):
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
                  "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
-                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app")
+                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app", "held", "batch")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -78,6 +79,10 @@ class Http1Conn(asyncio.Protocol):
         self.clock = server.stage.clock
         # Cached: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11.
         self.loop = asyncio.get_running_loop()
+        # Responses are held to the end of the loop iteration (see hemi.net.batch): anything
+        # else that touches the transport calls flush() first.
+        self.held: list[bytes] | None = None
+        self.batch = batch_for(self.loop)
         self.discarding = False
         self.discarded = 0
         self.send_started = 0.0
@@ -136,6 +141,7 @@ class Http1Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.held = None
         self.gate.on_close(self)
         for waiter in (self._body_waiter, self._drain_waiter):
             if waiter is not None and not waiter.done():
@@ -172,6 +178,7 @@ class Http1Conn(asyncio.Protocol):
         """Called by the server's sweeper when the deadline has passed."""
         kind = self.timeout_kind
         self.deadline = 0.0
+        self.flush()
         if self.closing:  # lingering, or flushing a last reply the client does not read: time is up
             transport = self.transport
             if transport.get_write_buffer_size():
@@ -214,8 +221,12 @@ class Http1Conn(asyncio.Protocol):
     def _close(self, abort: bool = False) -> None:
         if self.closing:
             return
-        self.closing = True
         self.deadline = 0.0
+        if abort:
+            self.held = None
+        else:
+            self.flush()
+        self.closing = True
         transport = self.transport
         if transport is not None:
             if abort:
@@ -236,6 +247,7 @@ class Http1Conn(asyncio.Protocol):
         if self.eof or not transport.can_write_eof():  # TLS cannot half-close; its close_notify ends the reply
             self._close()
             return
+        self.flush()
         self.closing = True
         transport.write_eof()
         if self.read_paused:
@@ -257,6 +269,7 @@ class Http1Conn(asyncio.Protocol):
                 b"content-length: %d\r\nconnection: close\r\n" % len(body), self._server_line(), b"\r\n", body]
         if status == 405:
             head.insert(1, b"allow: GET\r\n")
+        self.flush()
         self.transport.write(b"".join(head))
         self.out_close = True
         self._linger()
@@ -638,6 +651,7 @@ class Http1Conn(asyncio.Protocol):
                 self.expect_pending = False
                 if not self.resp.sent:  # type: ignore[union-attr]
                     self.continue_sent = True
+                    self.flush()
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if not started:
                 started = True
@@ -700,11 +714,27 @@ class Http1Conn(asyncio.Protocol):
         parts.append(self.server.server_line_end)
         if body:
             parts.append(body)
-        self.transport.write(b"".join(parts))
+        held = self.held
+        if held is None:
+            self.held = [b"".join(parts)]
+            self.batch.add(self)
+        else:  # a pipelined request answered in the same iteration
+            held.append(b"".join(parts))
         if not end:
             self.send_started = self.loop.time()
 
+    def flush(self) -> None:
+        """Send what :meth:`send_head` held (the batch calls this at the end of the iteration)."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(held[0] if len(held) == 1 else b"".join(held))
+
     async def _drain(self) -> None:
+        self.flush()
         if self.closing:
             raise ConnectionResetError("client went away")
         if self.write_paused:
@@ -720,6 +750,7 @@ class Http1Conn(asyncio.Protocol):
     async def write(self, data: bytes) -> None:
         if self.closing:
             raise ConnectionResetError("client went away")
+        self.flush()
         self.transport.write(encode_chunk(data) if self.out_chunked else data)
         if self.write_paused:
             await self._drain()
@@ -728,6 +759,7 @@ class Http1Conn(asyncio.Protocol):
         if self.out_chunked:
             self.out_chunked = False
             if not self.closing:
+                self.flush()
                 self.transport.write(encode_last_chunk(trailers))
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
@@ -753,6 +785,7 @@ class Http1Conn(asyncio.Protocol):
         self.upgraded = protocol
         self.req = self.resp = None  # no exchange any more: a shutdown's drain() closes the tunnel
         self.deadline = 0.0
+        self.flush()
         self.transport.set_protocol(protocol)
         if self.read_paused:
             self.read_paused = False

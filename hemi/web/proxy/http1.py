@@ -832,7 +832,7 @@ class _TunnelClientSide(asyncio.Protocol):
         except BackendError:
             self.transport.close()
             return
-        if up.transport.get_write_buffer_size() > _TUNNEL_HIGH_WATER and self._waking is None:
+        if up.write_buffer_size() > _TUNNEL_HIGH_WATER and self._waking is None:
             self.transport.pause_reading()
             self._waking = asyncio.get_running_loop().create_task(self._resume_when_drained())
 
