@@ -97,7 +97,7 @@ def main() -> int:
     (tmp / "asgi_hello.py").write_text(ASGI_HELLO)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = {
-        "gorox": spawn(gorox_cmd(tmp / "gorox.conf", tmp), cpu="0", cwd=tmp, env=env),
+        "gorox": spawn(gorox_cmd(tmp / "gorox.conf", tmp, "-single"), cpu="0", cwd=tmp, env=env),
         "uvicorn": spawn([sys.executable, "-m", "uvicorn", "asgi_hello:app", "--port", str(ports["uvicorn"]),
                           "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
                           "--workers", "1"], cpu="0", cwd=tmp),
