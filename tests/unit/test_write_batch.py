@@ -248,3 +248,37 @@ def test_one_failing_connection_does_not_hold_back_the_others(caplog: pytest.Log
     with caplog.at_level(logging.ERROR, logger="hemi.net"):
         _run(main())
     assert "flushing" in caplog.text and "boom" in caplog.text
+
+
+def test_pipelined_big_responses_still_stop_at_the_transports_high_water_mark() -> None:
+    """Held bytes beyond a limit go out at once, so the transport's pause_writing still stops
+    the connection from answering more pipelined requests than the client reads."""
+    big = "x" * 40000
+    conf = CONF.replace('.returnText = "one"', f'.returnText = "{big}"')
+
+    class _Slow(_Transport):
+        protocol: Any = None
+
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            if len(self.out) > 200_000 and not self.protocol.write_paused:
+                self.protocol.pause_writing()  # the client reads nothing: the buffer fills
+
+    async def main() -> None:
+        stage = Stage.from_text(conf, Dirs.under(tempfile.mkdtemp()))
+        await stage.launch()
+        server = stage.get("server", "main")
+        conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
+        t = _Slow()
+        t.protocol = conn
+        conn.connection_made(t)
+        conn.data_received(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n" * 100)
+        await asyncio.sleep(0)
+        answered = t.out.count(b"HTTP/1.1 200 OK")
+        assert conn.write_paused and conn.read_paused
+        assert 5 <= answered <= 10, answered  # ~200 KB of 40 KB replies, not all 100 of them
+        conn.resume_writing()
+        await asyncio.sleep(0)
+        assert t.out.count(b"HTTP/1.1 200 OK") > answered  # reading on once the client reads
+        await _end(stage, conn)
+    _run(main())

@@ -30,6 +30,7 @@ log = logging.getLogger("hemi.web.http1")
 HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unread
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
+_HOLD_LIMIT = 64 << 10        # held response bytes (see hemi.net.batch) beyond which they go out at once
 _STATUS_LINES: dict[int, bytes] = {}
 _CTYPE_LINES: dict[str, bytes] = {}  # "content-type: <value>\r\n" for the values responses use
 
@@ -48,7 +49,7 @@ class Http1Conn(asyncio.Protocol):
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
                  "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
-                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app", "held", "batch")
+                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app", "held", "held_bytes", "batch")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -82,6 +83,7 @@ class Http1Conn(asyncio.Protocol):
         # Responses are held to the end of the loop iteration (see hemi.net.batch): anything
         # else that touches the transport calls flush() first.
         self.held: list[bytes] | None = None
+        self.held_bytes = 0
         self.batch = batch_for(self.loop)
         self.discarding = False
         self.discarded = 0
@@ -714,12 +716,19 @@ class Http1Conn(asyncio.Protocol):
         parts.append(self.server.server_line_end)
         if body:
             parts.append(body)
+        data = b"".join(parts)
         held = self.held
         if held is None:
-            self.held = [b"".join(parts)]
+            self.held = [data]
+            self.held_bytes = len(data)
             self.batch.add(self)
         else:  # a pipelined request answered in the same iteration
-            held.append(b"".join(parts))
+            held.append(data)
+            self.held_bytes += len(data)
+        if self.held_bytes > _HOLD_LIMIT:
+            # Out now: the transport's high-water mark (pause_writing) is what stops _process
+            # from answering more pipelined requests than the client reads.
+            self.flush()
         if not end:
             self.send_started = self.loop.time()
 
