@@ -130,6 +130,7 @@ def check(config_file: str, dirs: Dirs) -> int:
     try:
         stage = Stage.from_file(config_file, dirs)
         stage.configure()
+        stage.check()  # apps imported, certificates loaded: what would fail at start
     except ConfigError as e:
         _print_problems(config_file, e)
         return 1

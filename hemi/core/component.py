@@ -58,6 +58,12 @@ class Component:
     def on_prepare(self) -> None:
         pass
 
+    def on_check(self) -> None:
+        """What ``gorox check`` verifies beyond the config itself, without touching the disk or
+        the network: the apps a handlet imports, the certificates a server loads. Raises
+        ConfigError (an OSError is reported as one)."""
+        pass
+
     async def on_start(self) -> None:
         pass
 

@@ -224,6 +224,22 @@ class Stage(Component):
             await _walk_start(comp)
         self.state = "running"
 
+    def check(self) -> None:
+        """After :meth:`configure`, for ``gorox check``: every component's ``on_check`` (apps
+        imported, certificates loaded); every failure is reported, with its place, as one
+        ConfigError. Nothing is created on disk and nothing listens."""
+        problems = []
+        for comp in self.in_order():
+            for c in _walk(comp):
+                try:
+                    c.on_check()
+                except ConfigError as e:
+                    problems.extend(e.problems)
+                except OSError as e:
+                    problems.extend(ConfigError(f"cannot prepare {c.describe()}: {e}", c.block.loc).problems)
+        if problems:
+            raise ConfigError(problems)
+
     async def launch(self) -> None:
         """Configure, prepare and start, in one go; a start that fails shuts down what did start
         before the error propagates (ConfigError, OSError for a port taken...)."""

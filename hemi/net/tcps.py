@@ -309,6 +309,10 @@ class TcpsMesher(Mesher):
                        "handshake; terminate TLS upstream, or route on $hostname without .tlsMode")
         self.peek_hello = False
 
+    def on_check(self) -> None:
+        if self.tls_mode:
+            self.tls_context()
+
     def on_prepare(self) -> None:
         super().on_prepare()
         self.peek_hello = self.uses_hostname and not self.tls_mode

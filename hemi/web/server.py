@@ -10,6 +10,8 @@ import asyncio
 import logging
 import ssl
 
+from ..config.errors import ConfigError
+from ..core.component import Component
 from ..core.registry import server
 from ..net.gate import Gate
 from ..net.server import NetServer
@@ -65,10 +67,20 @@ class WebServer(NetServer):
         if self.tls_mode:
             self.ssl_context = self._build_tls()
 
-    def _context(self, cert: str, key: str) -> ssl.SSLContext:
+    def on_check(self) -> None:
+        if self.tls_mode:
+            self._build_tls()  # every certificate and key, loaded and matched
+
+    def _context(self, cert: str, key: str, owner: Component) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(cert, key)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as e:
+            # OpenSSL's own words ("[SSL] PEM lib") do not say which file, nor what is wrong.
+            raise ConfigError(f"cannot load the certificate {cert} with the key {key} (PEM files, and a matching "
+                              f"pair?): {e} (in {owner.describe()})",
+                              owner.block.prop_locs.get("tlsCertificate") or owner.block.loc) from None
         ctx.set_alpn_protocols(list(self.alpn))
         ctx.options |= ssl.OP_NO_COMPRESSION
         return ctx
@@ -85,7 +97,7 @@ class WebServer(NetServer):
         for app in self.apps:
             if not app.tls_certificate:
                 continue
-            ctx = self._context(app.tls_certificate, app.tls_private_key)
+            ctx = self._context(app.tls_certificate, app.tls_private_key, app)
             first = first or ctx
             for h in app.hostnames:
                 if h == "*":
@@ -95,7 +107,7 @@ class WebServer(NetServer):
                 elif not h.endswith(".*"):
                     by_name.setdefault(h, ctx)
         if self.tls_certificate:
-            main = self._context(self.tls_certificate, self.tls_private_key)
+            main = self._context(self.tls_certificate, self.tls_private_key, self)
         else:
             main = default or first
         assert main is not None

@@ -724,17 +724,11 @@ class WsgiHandlet(Handlet):
         self._busy = 0  # requests submitted and not finished by their thread (with .maxQueue only)
         self._base: dict[str, Any] = {}
 
+    def on_check(self) -> None:
+        self._load()
+
     def on_prepare(self) -> None:
-        value = self.find("app")[0]
-        loc = value.loc if value is not None else self.block.loc
-        try:
-            app = load_app(self.app_spec, self.app_dir or None, base=self.stage.dirs.base)
-        except AppLoadError as e:
-            raise ConfigError(f"cannot load the app: {e.message} (in {self.describe()})", loc) from None
-        if not callable(app):
-            raise ConfigError(f'cannot load the app: "{self.app_spec}" is not callable, so it is not a WSGI app '
-                              f"(in {self.describe()})", loc)
-        self.wsgi_app = app
+        self.wsgi_app = self._load()
         workers = int(os.environ.get("_GOROX_WORKERS_", "1") or 1)
         self._base = {
             "SCRIPT_NAME": _wsgi_str(self.root_path),
@@ -746,6 +740,19 @@ class WsgiHandlet(Handlet):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+
+    def _load(self) -> Any:
+        """Import ``.app``; ConfigError (at the property) when it fails or is not callable."""
+        value = self.find("app")[0]
+        loc = value.loc if value is not None else self.block.loc
+        try:
+            app = load_app(self.app_spec, self.app_dir or None, base=self.stage.dirs.base)
+        except AppLoadError as e:
+            raise ConfigError(f"cannot load the app: {e.message} (in {self.describe()})", loc) from None
+        if not callable(app):
+            raise ConfigError(f'cannot load the app: "{self.app_spec}" is not callable, so it is not a WSGI app '
+                              f"(in {self.describe()})", loc)
+        return app
 
     async def on_start(self) -> None:
         self.loop = asyncio.get_running_loop()

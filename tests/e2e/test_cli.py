@@ -164,3 +164,51 @@ def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{conf}: 6 errors" in result.stderr
     assert f"  {conf}:11:21: .numGates is a duration" in result.stderr
+
+
+CHECKED = '''stage {{
+    app "py" {{
+        .hostnames = ("*")
+        rule $path ^= "/a" {{ asgi {{ .app = "{asgi}" .appDir = %baseDir }} }}
+        rule {{ wsgi {{ .app = "{wsgi}" .appDir = %baseDir }} }}
+    }}
+    httpxServer "main" {{
+        .address = "127.0.0.1:0"
+        .forApps = ("py")
+        .tlsMode = {tls}
+        .tlsCertificate = %baseDir + "/server.pem"
+        .tlsPrivateKey = %baseDir + "/server.key"
+    }}
+}}
+'''
+
+
+def test_check_imports_the_apps_and_loads_the_certificates_without_touching_the_disk(tmp_path: Path) -> None:
+    """What would fail at start fails the check, with the place: an app that does not import, a
+    WSGI app that is not callable, a certificate that does not load. A good one passes."""
+    (tmp_path / "good_asgi.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    (tmp_path / "good_wsgi.py").write_text("def app(environ, start_response):\n    return []\n")
+    (tmp_path / "broken_asgi.py").write_text("import no_such_module_anywhere\n")
+    (tmp_path / "notcallable_wsgi.py").write_text("app = 42\n")
+    (tmp_path / "server.pem").write_text("not a certificate\n")  # (not loaded while .tlsMode is false)
+    (tmp_path / "server.key").write_text("not a key\n")
+    conf = tmp_path / "py.conf"
+
+    conf.write_text(CHECKED.format(asgi="good_asgi:app", wsgi="good_wsgi:app", tls="false"))
+    result = gorox_run("check", "-config", str(conf), "-base", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{conf}: ok (1 app, 1 server)"]
+    assert not (tmp_path / "data").exists()
+
+    conf.write_text(CHECKED.format(asgi="broken_asgi:app", wsgi="notcallable_wsgi:app", tls="true"))
+    result = gorox_run("check", "-config", str(conf), "-base", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{conf}: 3 errors", result.stderr
+    assert lines[1].startswith(f"  {conf}:4:44: cannot load the app:") and "no_such_module_anywhere" in lines[1]
+    assert lines[2] == (f'  {conf}:5:30: cannot load the app: "notcallable_wsgi:app" is not callable, so it is not '
+                        'a WSGI app (in wsgi "wsgi#1")'), lines[2]
+    assert lines[3].startswith(f"  {conf}:11:9: cannot load the certificate {tmp_path / 'server.pem'} with the key "
+                               f"{tmp_path / 'server.key'} (PEM files, and a matching pair?): "), lines[3]
+    assert lines[3].endswith('(in httpxServer "main")')
+    assert not (tmp_path / "data").exists()

@@ -111,6 +111,9 @@ class AsgiHandlet(Handlet):
         self.runner: AppRunner | None = None  # runs every app call of this handlet (runner.py)
         self._servers: dict[Any, Any] = {}   # gate -> scope["server"] (False: ask the socket)
 
+    def on_check(self) -> None:
+        self.on_prepare()  # importing the app is all preparing does
+
     def on_prepare(self) -> None:
         try:
             self.asgi_app = as_asgi3(load_app(self.app_spec, self.app_dir or None, base=self.stage.dirs.base))
