@@ -47,6 +47,7 @@ from ..core.logs import AccessLog
 from ..core.registry import register
 from ..web.rule import compile_compare
 from .server import Gated
+from .tls import server_context
 
 log = logging.getLogger("hemi.net.mesher")
 
@@ -259,10 +260,7 @@ class Mesher(Gated):
     def tls_context(self) -> ssl.SSLContext:
         """The server context for ``.tlsMode``. The SNI name the client sent is kept on the
         SSL object (``sni_name``) for ``$hostname``."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.tls_certificate, self.tls_private_key)
-        ctx.options |= ssl.OP_NO_COMPRESSION
+        ctx = server_context(self.tls_certificate, self.tls_private_key, self)
 
         def remember(sslobj: Any, name: str | None, _ctx: ssl.SSLContext) -> None:
             try:

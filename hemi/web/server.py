@@ -10,11 +10,11 @@ import asyncio
 import logging
 import ssl
 
-from ..config.errors import ConfigError
 from ..core.component import Component
 from ..core.registry import server
 from ..net.gate import Gate
 from ..net.server import NetServer
+from ..net.tls import server_context
 from .app import App, app_lookup_table
 
 log = logging.getLogger("hemi.web.server")
@@ -72,17 +72,8 @@ class WebServer(NetServer):
             self._build_tls()  # every certificate and key, loaded and matched
 
     def _context(self, cert: str, key: str, owner: Component) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as e:
-            # OpenSSL's own words ("[SSL] PEM lib") do not say which file, nor what is wrong.
-            raise ConfigError(f"cannot load the certificate {cert} with the key {key} (PEM files, and a matching "
-                              f"pair?): {e} (in {owner.describe()})",
-                              owner.block.prop_locs.get("tlsCertificate") or owner.block.loc) from None
+        ctx = server_context(cert, key, owner)
         ctx.set_alpn_protocols(list(self.alpn))
-        ctx.options |= ssl.OP_NO_COMPRESSION
         return ctx
 
     def _build_tls(self) -> ssl.SSLContext:

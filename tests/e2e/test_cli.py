@@ -212,3 +212,19 @@ def test_check_imports_the_apps_and_loads_the_certificates_without_touching_the_
                                f"{tmp_path / 'server.key'} (PEM files, and a matching pair?): "), lines[3]
     assert lines[3].endswith('(in httpxServer "main")')
     assert not (tmp_path / "data").exists()
+
+
+def test_check_loads_a_tls_meshers_certificate(tmp_path: Path) -> None:
+    (tmp_path / "m.pem").write_text("not a certificate\n")
+    (tmp_path / "m.key").write_text("not a key\n")
+    conf = tmp_path / "l4.conf"
+    conf.write_text('stage {\n    tcpsMesher "term" {\n        .address = "127.0.0.1:0"\n        .tlsMode = true\n'
+                    '        .tlsCertificate = %baseDir + "/m.pem"\n        .tlsPrivateKey = %baseDir + "/m.key"\n'
+                    '        case { echoDealer {} }\n    }\n}\n')
+    result = gorox_run("check", "-config", str(conf), "-base", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{conf}: 1 error"
+    assert lines[1].startswith(f"  {conf}:5:9: cannot load the certificate {tmp_path / 'm.pem'} with the key "
+                               f"{tmp_path / 'm.key'}"), lines[1]
+    assert lines[1].endswith('(in tcpsMesher "term")')
