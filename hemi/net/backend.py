@@ -35,7 +35,7 @@ from typing import Any, Callable, Protocol
 from ..config import tree
 from ..core.component import Component
 from .address import Address, parse_address
-from .batch import batch_for
+from .batch import Holder, batch_for
 from .balancer import BALANCERS, Balancer, make_balancer
 
 log = logging.getLogger("hemi.net.backend")
@@ -211,7 +211,7 @@ class Receiver(Protocol):
     def timed_out(self) -> None: ...
 
 
-class BackendConn(asyncio.Protocol):
+class BackendConn(Holder, asyncio.Protocol):
     """One outbound connection to a node.
 
     ``read`` returns b"" once the upstream has closed (cleanly or not: ``lost_error`` says
@@ -224,7 +224,7 @@ class BackendConn(asyncio.Protocol):
     __slots__ = ("node", "created", "requests", "last_used", "transport", "lost_error", "parser", "receiver",
                  "_chunks", "_buffered", "_eof", "_lost", "_read_waiter", "_drain_waiter", "_read_deadline",
                  "_drain_deadline", "_timer", "_timer_at", "_write_paused", "_read_paused", "loop", "_read_timeout",
-                 "_write_timeout", "held", "batch")
+                 "_write_timeout", "held", "held_bytes", "batch")
 
     def __init__(self, node: Node, read_timeout: float = 30.0, write_timeout: float = 30.0,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -252,6 +252,7 @@ class BackendConn(asyncio.Protocol):
         self.loop = loop or asyncio.get_running_loop()
         # What write() holds until the end of the loop iteration (see hemi.net.batch).
         self.held: list[bytes] | None = None
+        self.held_bytes = 0
         self.batch = batch_for(self.loop)
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
@@ -441,27 +442,13 @@ class BackendConn(asyncio.Protocol):
         the connection by then, in order); ``drain``, ``close`` and the rest send it first."""
         if self._lost:
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
-        held = self.held
-        if held is None:
-            self.held = [data]
-            self.batch.add(self)
-        else:
-            held.append(data)
+        self.hold(data)
 
     def writelines(self, parts: list[bytes]) -> None:
         if self._lost:
             raise BackendError(f"connection to {self.node.name} is closed", self.node)
         self.flush()
         self.transport.writelines(parts)
-
-    def flush(self) -> None:
-        """Send what ``write`` held (the batch calls this at the end of the iteration)."""
-        held = self.held
-        if held is None:
-            return
-        self.held = None
-        if not self._lost and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def write_buffer_size(self) -> int:
         """Bytes written but not yet taken by the kernel."""

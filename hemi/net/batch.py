@@ -12,7 +12,7 @@ with the kernel time per request halved (``bench/RESULTS.md``). This is what Net
 write/flush split and Seastar's output batching do; the cost is one loop callback per
 iteration that wrote anything.
 
-The contract for a :class:`Batched` connection: ``later(data)`` holds bytes; everything else
+The contract for a :class:`Holder` connection: ``hold(data)`` holds bytes; everything else
 that touches the transport (a direct write, ``close``, ``write_eof``, a drain, a handover to
 another protocol, sendfile) calls ``flush()`` first, so bytes never overtake each other and
 nothing held is lost on a graceful close. An abort drops what is held, as it drops the
@@ -27,6 +27,46 @@ from typing import Any, Protocol
 
 class Batched(Protocol):
     def flush(self) -> None: ...
+
+
+HOLD_LIMIT = 64 << 10  # bytes held beyond which they go out at once
+
+
+class Holder:
+    """The holding side of a :class:`Batched` connection (the HTTP/1 server's, an upstream's).
+    A mixin: the class declares the slots ``transport``, ``held`` (None while nothing is held),
+    ``held_bytes`` and ``batch`` and calls :meth:`hold` instead of ``transport.write``."""
+
+    __slots__ = ()
+    transport: Any
+    held: list[bytes] | None
+    held_bytes: int
+    batch: "WriteBatch"
+
+    def hold(self, data: bytes) -> None:
+        """Write ``data`` at the end of the iteration, after what is held already."""
+        held = self.held
+        if held is None:
+            self.held = [data]
+            self.held_bytes = len(data)
+            self.batch.add(self)
+        else:  # e.g. a pipelined request answered in the same iteration
+            held.append(data)
+            self.held_bytes += len(data)
+        if self.held_bytes > HOLD_LIMIT:
+            # Out now: the transport's high-water mark (pause_writing) is what stops a
+            # connection from answering more pipelined requests than its client reads.
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is held (the batch calls this at the end of the iteration)."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(held[0] if len(held) == 1 else b"".join(held))
 
 
 class WriteBatch:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...net.batch import batch_for
+from ...net.batch import Holder, batch_for
 from ..errors import HTTPError, error_page, reason_of
 from ..exchange import Request, Response, TEXT_HTML, split_authority
 from ..paths import decode_path, split_target
@@ -30,7 +30,6 @@ log = logging.getLogger("hemi.web.http1")
 HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unread
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
-_HOLD_LIMIT = 64 << 10        # held response bytes (see hemi.net.batch) beyond which they go out at once
 _STATUS_LINES: dict[int, bytes] = {}
 _CTYPE_LINES: dict[str, bytes] = {}  # "content-type: <value>\r\n" for the values responses use
 
@@ -44,7 +43,7 @@ def status_line(status: int) -> bytes:
     return line
 
 
-class Http1Conn(asyncio.Protocol):
+class Http1Conn(Holder, asyncio.Protocol):
     __slots__ = ("loop", "server", "gate", "transport", "parser", "peer", "tls", "req", "resp", "task", "deadline",
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
@@ -716,31 +715,9 @@ class Http1Conn(asyncio.Protocol):
         parts.append(self.server.server_line_end)
         if body:
             parts.append(body)
-        data = b"".join(parts)
-        held = self.held
-        if held is None:
-            self.held = [data]
-            self.held_bytes = len(data)
-            self.batch.add(self)
-        else:  # a pipelined request answered in the same iteration
-            held.append(data)
-            self.held_bytes += len(data)
-        if self.held_bytes > _HOLD_LIMIT:
-            # Out now: the transport's high-water mark (pause_writing) is what stops _process
-            # from answering more pipelined requests than the client reads.
-            self.flush()
+        self.hold(b"".join(parts))
         if not end:
             self.send_started = self.loop.time()
-
-    def flush(self) -> None:
-        """Send what :meth:`send_head` held (the batch calls this at the end of the iteration)."""
-        held = self.held
-        if held is None:
-            return
-        self.held = None
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     async def _drain(self) -> None:
         self.flush()
