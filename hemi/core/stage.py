@@ -236,7 +236,7 @@ class Stage(Component):
                 except ConfigError as e:
                     problems.extend(e.problems)
                 except OSError as e:
-                    problems.extend(ConfigError(f"cannot prepare {c.describe()}: {e}", c.block.loc).problems)
+                    problems.extend(_prepare_error(c, e).problems)
         if problems:
             raise ConfigError(problems)
 
@@ -281,11 +281,16 @@ def _walk_configure(comp: Component) -> None:
         _walk_configure(child)
 
 
+def _prepare_error(comp: Component, e: OSError) -> ConfigError:
+    """A file or socket error while preparing (or checking) ``comp``, at its block."""
+    return ConfigError(f"cannot prepare {comp.describe()}: {e}", comp.block.loc)
+
+
 def _walk_prepare(comp: Component) -> None:
     try:
         comp.on_prepare()
     except OSError as e:
-        raise ConfigError(f"cannot prepare {comp.describe()}: {e}", comp.block.loc) from e
+        raise _prepare_error(comp, e) from e
     for child in comp.children:
         _walk_prepare(child)
 

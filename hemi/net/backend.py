@@ -69,7 +69,7 @@ class Node:
     """
 
     __slots__ = ("backend", "address", "weight", "keep_conns", "down_until", "fails", "fail_start", "in_use",
-                 "name", "idle", "index", "dials", "picks", "max_conns", "max_queued", "waiters", "queued", "loop")
+                 "name", "idle", "index", "dials", "picks", "max_conns", "max_queued", "waiters", "queued")
 
     def __init__(self, backend: "Backend | None", address: Address, *, weight: int = 1, keep_conns: int = 10,
                  index: int = 0, max_conns: int = 0, max_queued: int = 1000) -> None:
@@ -90,7 +90,6 @@ class Node:
         self.index = index
         self.dials = 0     # statistics, for tests and the admin UI
         self.picks = 0
-        self.loop: asyncio.AbstractEventLoop | None = None  # known once a request waits (get_running_loop costs a getpid)
 
     def __repr__(self) -> str:
         state = "up" if self.available else "down"
@@ -120,9 +119,10 @@ class Node:
         if len(waiters) >= self.max_queued:
             raise ConnectError(f"{self.name}: {len(waiters)} requests already wait for a connection", self)
         self.queued += 1
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            loop = self.loop = asyncio.get_running_loop()
+        # The started backend's loop: asyncio.get_running_loop() costs a getpid() per call (3.11).
+        loop = self.backend.loop if self.backend is not None else None
+        if loop is None:
+            loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         # No timer per wait: the backend's sweeper expires waiters past their deadline.
         waiters.append((loop.time() + timeout, waiter))
