@@ -19,38 +19,7 @@ from hemi.web.handlet import Handlet
 from hemi.web.http1.codec import ResponseParser
 from hemi.web.http1.conn import Http1Conn
 
-
-class _Transport:
-    def __init__(self) -> None:
-        self.out = b""
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def writelines(self, parts: list[bytes]) -> None:
-        self.out += b"".join(parts)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def can_write_eof(self) -> bool:
-        return True
+from .fake_transport import RecordingTransport
 
 
 class _Later(Handlet):
@@ -75,7 +44,7 @@ stage {
 '''
 
 
-async def _serve() -> tuple[Stage, Http1Conn, _Transport]:
+async def _serve() -> tuple[Stage, Http1Conn, RecordingTransport]:
     """A real stage, app and connection; only the client's transport is a recorder."""
     registry.add("_testLater", "handlet", _Later)
     try:
@@ -87,7 +56,7 @@ async def _serve() -> tuple[Stage, Http1Conn, _Transport]:
     await stage.start()
     server = stage.get("server", "main")
     conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)
     _Later.pending.clear()
     return stage, conn, transport

@@ -19,54 +19,7 @@ from hemi.net.backend import BackendConn, BackendError, Node
 from hemi.net.batch import WriteBatch, batch_for
 from hemi.web.http1.conn import Http1Conn
 
-
-class _Transport:
-    """Records what happens to it, in order: ("write", bytes), ("close",), ("abort",), ..."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.closed = False
-
-    @property
-    def out(self) -> bytes:
-        return b"".join(e[1] for e in self.events if e[0] == "write")
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.events.append(("write", data))
-
-    def writelines(self, parts: list[bytes]) -> None:
-        self.write(b"".join(parts))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.events.append(("close",))
-        self.closed = True
-
-    def abort(self) -> None:
-        self.events.append(("abort",))
-        self.closed = True
-
-    def write_eof(self) -> None:
-        self.events.append(("eof",))
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_protocol(self, protocol: Any) -> None:
-        self.events.append(("protocol", protocol))
+from .fake_transport import RecordingTransport
 
 
 CONF = '''
@@ -80,12 +33,12 @@ stage {
 '''
 
 
-async def _conn() -> tuple[Stage, Http1Conn, _Transport]:
+async def _conn() -> tuple[Stage, Http1Conn, RecordingTransport]:
     stage = Stage.from_text(CONF, Dirs.under(tempfile.mkdtemp()))
     await stage.launch()
     server = stage.get("server", "main")
     conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)
     return stage, conn, transport
 
@@ -147,9 +100,9 @@ def test_a_streamed_body_never_overtakes_its_held_head() -> None:
     async def main() -> None:
         stage, conn, t = await _conn()
         conn.data_received(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n")
-        t.events.clear()
+        t.clear()
         await asyncio.sleep(0)  # (the first exchange's held reply is written; start clean)
-        t.events.clear()
+        t.clear()
         conn.send_head(200, [("content-type", "text/plain")], None)  # a streamed response: head held
         assert t.events == []
         await conn.write(b"piece")
@@ -169,10 +122,10 @@ def test_a_handover_sends_the_held_bytes_to_the_old_peer_first() -> None:
     _run(main())
 
 
-def _backend_conn(loop: asyncio.AbstractEventLoop) -> tuple[BackendConn, _Transport]:
+def _backend_conn(loop: asyncio.AbstractEventLoop) -> tuple[BackendConn, RecordingTransport]:
     node = Node(None, Address("127.0.0.1", 9))
     conn = BackendConn(node, loop=loop)
-    t = _Transport()
+    t = RecordingTransport()
     conn.connection_made(t)
     return conn, t
 
@@ -187,22 +140,22 @@ def test_backend_writes_are_held_coalesced_and_flushed_before_anything_else() ->
         await asyncio.sleep(0)
         assert t.events == [("write", b"head;body")]  # one write for the iteration
 
-        t.events.clear()
+        t.clear()
         conn.write(b"a")
         conn.writelines([b"b", b"c"])  # a direct write sends the held bytes first
         assert t.out == b"abc"
 
-        t.events.clear()
+        t.clear()
         conn.write(b"x")
         await conn.drain()
         assert t.events == [("write", b"x")]
 
-        t.events.clear()
+        t.clear()
         conn.write(b"y")
         conn.write_eof()
         assert t.events == [("write", b"y"), ("eof",)]
 
-        t.events.clear()
+        t.clear()
         conn.write(b"last")
         conn.close()
         assert t.events == [("write", b"last"), ("close",)]
@@ -256,7 +209,7 @@ def test_pipelined_big_responses_still_stop_at_the_transports_high_water_mark() 
     big = "x" * 40000
     conf = CONF.replace('.returnText = "one"', f'.returnText = "{big}"')
 
-    class _Slow(_Transport):
+    class _Slow(RecordingTransport):
         protocol: Any = None
 
         def write(self, data: bytes) -> None:
