@@ -24,7 +24,7 @@ import errno
 import hmac
 import logging
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from ...core.registry import server
 from ...net import socks5 as s5
@@ -359,26 +359,19 @@ def _unspecified(host: str) -> bool:
     return host in ("0.0.0.0", "::")
 
 
-class _ClientSide(asyncio.DatagramProtocol):
-    def __init__(self, relay: "UdpRelay") -> None:
-        self.relay = relay
+class _Side(asyncio.DatagramProtocol):
+    """One of a relay's two sockets: the client's or the targets'. Its datagrams go to
+    ``deliver``; ICMP errors end nothing (a client that went away, a target's port unreachable:
+    UDP has no answer to give, and the TCP connection decides when the association ends)."""
+
+    def __init__(self, deliver: Callable[[bytes, Any], None]) -> None:
+        self.deliver = deliver
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.relay.from_client(data, addr)
+        self.deliver(data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors (a client that went away) end nothing: the TCP connection decides
-
-
-class _TargetSide(asyncio.DatagramProtocol):
-    def __init__(self, relay: "UdpRelay") -> None:
-        self.relay = relay
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.relay.from_target(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # e.g. ECONNREFUSED from an ICMP port unreachable: UDP has no answer to give
+        pass
 
 
 class UdpRelay:
@@ -405,7 +398,7 @@ class UdpRelay:
         self.relayed = 0
 
     async def open(self, host: str) -> None:
-        self.client_t, _ = await self.loop.create_datagram_endpoint(lambda: _ClientSide(self), local_addr=(host, 0))
+        self.client_t, _ = await self.loop.create_datagram_endpoint(lambda: _Side(self.from_client), local_addr=(host, 0))
         name = self.client_t.get_extra_info("sockname")
         self.bound = (name[0], name[1])
 
@@ -483,7 +476,7 @@ class UdpRelay:
             fut = self.opening[family] = self.loop.create_future()
             try:
                 local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
-                t, _ = await self.loop.create_datagram_endpoint(lambda: _TargetSide(self), local_addr=local,
+                t, _ = await self.loop.create_datagram_endpoint(lambda: _Side(self.from_target), local_addr=local,
                                                                 family=family)
             except OSError as e:
                 del self.opening[family]
