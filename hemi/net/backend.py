@@ -61,6 +61,46 @@ class BackendTimeout(BackendError):
     """A dial, read or write did not complete in time. Proxies answer 504."""
 
 
+class SlotCall:
+    """A place in a node's queue served by a call instead of by waking a task: a proxy's
+    callback-driven exchange waits this way. It answers the part of the Future interface the
+    queue uses; ``on_slot()`` runs inside ``free_slot`` (the slot is the caller's from then
+    on, counted in ``in_use``), ``on_error(exc)`` when the wait times out. ``cancel`` before
+    either takes it out of the running."""
+
+    __slots__ = ("on_slot", "on_error", "state")
+
+    PENDING, DONE, CANCELLED = range(3)
+
+    def __init__(self, on_slot: Callable[[], None], on_error: Callable[[BaseException], None]) -> None:
+        self.on_slot = on_slot
+        self.on_error = on_error
+        self.state = SlotCall.PENDING
+
+    def done(self) -> bool:
+        return self.state != SlotCall.PENDING
+
+    def cancelled(self) -> bool:
+        return self.state == SlotCall.CANCELLED
+
+    def exception(self) -> BaseException | None:
+        return None
+
+    def cancel(self) -> bool:
+        if self.state != SlotCall.PENDING:
+            return False
+        self.state = SlotCall.CANCELLED
+        return True
+
+    def set_result(self, _: None) -> None:
+        self.state = SlotCall.DONE
+        self.on_slot()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.state = SlotCall.DONE
+        self.on_error(exc)
+
+
 class Node:
     """One upstream address of a backend, with its idle pool and health counters.
 
@@ -79,7 +119,7 @@ class Node:
         self.keep_conns = keep_conns
         self.max_conns = max_conns      # connections in use at once (being dialed included); 0: no cap
         self.max_queued = max_queued    # requests waiting for one of them, at most
-        self.waiters: deque[tuple[float, asyncio.Future]] = deque()   # (deadline, future), oldest first
+        self.waiters: deque[tuple[float, asyncio.Future | SlotCall]] = deque()   # (deadline, waiter), oldest first
         self.queued = 0                 # statistics: requests that had to wait
         self.down_until = 0.0
         self.fails = 0
@@ -112,20 +152,27 @@ class Node:
         self.in_use += 1
         return True
 
-    async def wait_slot(self, timeout: float) -> None:
-        """Queue for a slot (the caller's ``take_slot`` failed); on return it is ours (counted
-        in ``in_use``). ConnectError when the queue is full, BackendTimeout after ``timeout``."""
+    def queue(self, waiter: "asyncio.Future[None] | SlotCall", timeout: float) -> None:
+        """Put ``waiter`` in the queue for a slot (the caller's ``take_slot`` failed): a free
+        slot resolves it (``set_result``), a full queue is a ConnectError now, and the
+        backend's sweeper fails it with BackendTimeout after ``timeout``."""
         waiters = self.waiters
         if len(waiters) >= self.max_queued:
             raise ConnectError(f"{self.name}: {len(waiters)} requests already wait for a connection", self)
         self.queued += 1
+        # No timer per wait: the backend's sweeper expires waiters past their deadline.
+        waiters.append((self._loop().time() + timeout, waiter))
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
         # The started backend's loop: asyncio.get_running_loop() costs a getpid() per call (3.11).
         loop = self.backend.loop if self.backend is not None else None
-        if loop is None:
-            loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        # No timer per wait: the backend's sweeper expires waiters past their deadline.
-        waiters.append((loop.time() + timeout, waiter))
+        return loop if loop is not None else asyncio.get_running_loop()
+
+    async def wait_slot(self, timeout: float) -> None:
+        """Queue for a slot (the caller's ``take_slot`` failed); on return it is ours (counted
+        in ``in_use``). ConnectError when the queue is full, BackendTimeout after ``timeout``."""
+        waiter = self._loop().create_future()
+        self.queue(waiter, timeout)
         try:
             await waiter          # free_slot hands its slot over by resolving this
         except BaseException:

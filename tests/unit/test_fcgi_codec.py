@@ -723,3 +723,48 @@ def test_fuzz_decode_params(raw: bytes) -> None:
 def test_keep_conn_flag() -> None:
     assert begin_request(1, True)[8 + 2] == KEEP_CONN
     assert begin_request(1, True)[8:10] == RESPONDER.to_bytes(2, "big")
+
+
+# -- the caches on the hot path ---------------------------------------------------------------------
+
+
+def test_encoded_pairs_are_remembered_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated pairs come from the cache and encode the same; a full cache starts over; a
+    long pair is never kept; str and bytes spellings of a pair both work."""
+    cache = fc._encoded_pair.__self__  # type: ignore[attr-defined]
+    cache.clear()
+    monkeypatch.setattr(fc, "MAX_CACHED_PAIRS", 3)
+    params = [(b"A", b"1"), ("B", "2"), (b"C", b"x" * 300)]
+    first = fc.encode_params(1, params)
+    assert (b"A", b"1") in cache and ("B", "2") in cache
+    assert (b"C", b"x" * 300) not in cache        # too long to keep
+    assert fc.encode_params(1, params) == first
+    clen = struct.unpack_from(">H", first, 4)[0]
+    assert fc.decode_params(first[8:8 + clen]) == [(b"A", b"1"), (b"B", b"2"), (b"C", b"x" * 300)]
+    cache.clear()
+    assert fc.encode_params(1, params) == first   # what the cache gives is what encoding gives
+    fc.encode_params(1, [(b"D", b"4"), (b"E", b"5")])
+    assert len(cache) <= 3                        # a new generation, not unbounded growth
+
+
+def test_unhashable_params_are_encoded_without_the_cache() -> None:
+    out = fc.encode_params(1, [(bytearray(b"N"), memoryview(b"v")), [b"L", b"w"]])  # type: ignore[list-item]
+    assert out == fc.encode_params(1, [(b"N", b"v"), (b"L", b"w")])
+    with pytest.raises(FcgiError):
+        fc.encode_params(1, [(b"N", 5)])  # type: ignore[list-item]
+
+
+def test_a_head_seen_before_is_the_same_head_and_a_fresh_list() -> None:
+    raw = b"X-Powered-By: PHP\r\nContent-type: text/html\r\n\r\nbody"
+    first = CgiHeadParser().feed(raw)
+    again = CgiHeadParser().feed(raw)
+    assert first == again and first.rest == b"body"
+    again.headers.append(("x-added", "by a caller"))   # a caller may change its list...
+    assert CgiHeadParser().feed(raw).headers == first.headers  # ...the cached head is untouched
+
+
+def test_a_bad_head_is_never_cached() -> None:
+    raw = b"Status: 999\r\n\r\n"
+    for _ in range(2):
+        with pytest.raises(FcgiError):
+            CgiHeadParser().feed(raw)

@@ -127,7 +127,6 @@ _LEN4: Final = struct.Struct(">I")
 _PADDING: Final = bytes(8)
 _MAX_NV_LENGTH: Final = 0x7FFFFFFF                  # 4-byte lengths carry 31 bits
 _SHORT_PAIR: Final = struct.Struct(">BB").pack      # both lengths < 128: one byte each
-_SHORT_PAIRS: list[bytes | None] = [None] * (128 * 128)  # _SHORT_PAIR(n, v) at n << 7 | v, made on first use
 _BYTE: Final = tuple(bytes((i,)) for i in range(128))
 
 
@@ -245,6 +244,45 @@ def _nv_length(n: int) -> bytes:
     return _LEN4.pack(n | 0x80000000)
 
 
+def _nv_pair(name: str | bytes, value: str | bytes) -> bytes:
+    """One name-value pair as it goes in a PARAMS record: the two lengths, the name, the value."""
+    if type(name) is not bytes:
+        name = _to_bytes(name)
+    if type(value) is not bytes:
+        value = _to_bytes(value)
+    nl = len(name)
+    vl = len(value)
+    if nl < 128 and vl < 128:
+        prefix = _SHORT_PAIR(nl, vl)
+    else:
+        prefix = _nv_length(nl) + _nv_length(vl)
+    return b"".join((prefix, name, value))
+
+
+class _EncodedPairs(dict):
+    """``(name, value)`` -> the encoded pair; a miss encodes (and remembers short pairs).
+
+    Most of a request's variables repeat from request to request (GATEWAY_INTERFACE,
+    SERVER_*, DOCUMENT_ROOT, REQUEST_METHOD, HTTP_HOST, HTTP_USER_AGENT, the script of a busy
+    URL...), so the PARAMS content is built by a C loop of dict lookups. Bounded: a full cache
+    starts a new generation, and long values (cookies, long URIs) are never kept.
+    """
+
+    def __missing__(self, pair: tuple[str | bytes, str | bytes]) -> bytes:
+        name, value = pair
+        encoded = _nv_pair(name, value)
+        if len(encoded) <= MAX_CACHED_PAIR:
+            if len(self) >= MAX_CACHED_PAIRS:
+                self.clear()
+            self[pair] = encoded
+        return encoded
+
+
+MAX_CACHED_PAIRS: Final = 4096   # entries in the pair cache
+MAX_CACHED_PAIR: Final = 160     # longer encoded pairs are built every time
+_encoded_pair = _EncodedPairs().__getitem__
+
+
 def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | bytes]]) -> bytes:
     """The PARAMS stream: name-value pairs in records, then the empty PARAMS record that ends it.
 
@@ -255,27 +293,10 @@ def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | byt
     pair larger than that is split across records.
     """
     _check_request_id(request_id)
-    # Flat [len-prefix, name, value, len-prefix, name, value, ...]: one join in the common case.
-    # On every request's path: appends, and short prefixes from a table, cost least.
-    parts: list[bytes] = []
-    append = parts.append
-    short = _SHORT_PAIRS
-    for name, value in params:
-        if type(name) is not bytes:
-            name = _to_bytes(name)
-        if type(value) is not bytes:
-            value = _to_bytes(value)
-        nl = len(name)
-        vl = len(value)
-        if nl < 128 and vl < 128:
-            prefix = short[nl << 7 | vl]
-            if prefix is None:
-                prefix = short[nl << 7 | vl] = _SHORT_PAIR(nl, vl)
-        else:
-            prefix = _nv_length(nl) + _nv_length(vl)
-        append(prefix)
-        append(name)
-        append(value)
+    try:
+        parts = list(map(_encoded_pair, params))   # one encoded pair per parameter
+    except TypeError:  # an unhashable bytearray/memoryview among them: encode without the cache
+        parts = [_nv_pair(name, value) for name, value in params]
     out: list[bytes | memoryview] = []
     content = b"".join(parts)
     total = len(content)
@@ -285,8 +306,7 @@ def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | byt
     else:
         record: list[bytes | memoryview] = []
         size = 0
-        for i in range(0, len(parts), 3):
-            pair = b"".join(parts[i:i + 3])
+        for pair in parts:
             n = len(pair)
             if size + n > MAX_RECORD_CONTENT and size:
                 _padded(PARAMS, request_id, b"".join(record), out)
@@ -437,6 +457,8 @@ class ResponseParser:
         pad = self._pad
         pos = 0
         n = len(data)
+        # One pass per record in the common case: after a header the same iteration goes on to
+        # the content, then to the padding, as far as the bytes at hand allow.
         while pos < n:
             if state == _S_HEADER:
                 if n - pos < HEADER_SIZE:
@@ -454,12 +476,13 @@ class ResponseParser:
                             raise FcgiError(f"{RECORD_TYPE_NAMES[rtype]} content after the end of the stream")
                         state = _S_STDOUT if rtype == STDOUT else _S_STDERR
                         left = clen
-                        continue
-                    if rtype == STDOUT:
-                        self._stdout_closed = True
                     else:
-                        self._stderr_closed = True
-                    if pad:
+                        if rtype == STDOUT:
+                            self._stdout_closed = True
+                        else:
+                            self._stderr_closed = True
+                        if not pad:
+                            continue
                         state = _S_PADDING
                         left = pad
                 elif rtype == END_REQUEST:
@@ -473,7 +496,9 @@ class ResponseParser:
                     raise FcgiError(f"unexpected {RECORD_TYPE_NAMES[rtype]} record from the application")
                 else:
                     raise FcgiError(f"unknown record type {rtype}")
-            elif state == _S_STDOUT or state == _S_STDERR:
+                if pos >= n and state != _S_END:
+                    break
+            if state == _S_STDOUT or state == _S_STDERR:
                 take = n - pos
                 if take > left:
                     take = left
@@ -484,13 +509,14 @@ class ResponseParser:
                 pending.append(data[pos:pos + take] if take != n else data)
                 pos += take
                 left -= take
-                if not left:
-                    if pad:
-                        state = _S_PADDING
-                        left = pad
-                    else:
-                        state = _S_HEADER
-            elif state == _S_PADDING:
+                if left:
+                    break  # the record goes on in the next bytes
+                if not pad:
+                    state = _S_HEADER
+                    continue
+                state = _S_PADDING
+                left = pad
+            if state == _S_PADDING:
                 take = n - pos
                 if take >= left:
                     pos += left
@@ -499,20 +525,21 @@ class ResponseParser:
                 else:
                     pos = n
                     left -= take
-            else:  # _S_END
-                if n - pos < left:
-                    self._buf = data[pos:]
-                    break
-                app_status, protocol_status = _END_BODY.unpack_from(data, pos)
-                pos += left
-                if pending:
-                    events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
-                    pending = []
-                events.append(EndRequest(app_status, protocol_status))
-                state = _S_DONE
-                left = 0
-                if pos < n:
-                    raise FcgiError("data after END_REQUEST")
+                continue
+            # _S_END
+            if n - pos < left:
+                self._buf = data[pos:]
+                break
+            app_status, protocol_status = _END_BODY.unpack_from(data, pos)
+            pos += left
+            if pending:
+                events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
+                pending = []
+            events.append(EndRequest(app_status, protocol_status))
+            state = _S_DONE
+            left = 0
+            if pos < n:
+                raise FcgiError("data after END_REQUEST")
         if pending:
             events.append(Stdout(b"".join(pending)) if pending_kind == _S_STDOUT else Stderr(b"".join(pending)))
         self._state = state

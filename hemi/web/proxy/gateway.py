@@ -35,14 +35,15 @@ import asyncio
 import logging
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, ClassVar, Final, Protocol
 
-from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, bind_backend
+from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, Node, SlotCall, bind_backend
 from ..cgihead import ResponseHead
 from ..errors import HTTPError
 from ..exchange import BodyContent
 from ..handlet import Handlet
 from . import HOP_BY_HOP, configure_buffering_and_storer, connection_options
+from .settle import FutureExchange
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -114,8 +115,10 @@ class GatewayProxy(Handlet):
                                               os.path.join(self.stage.dirs.temp, "web", self.protocol, self.name))
         self.reuse_conns = False   # a cleanly finished connection goes back to the pool (fcgi's .keepConn)
         self.backend: Backend | None = None
-        self._waits: dict[asyncio.Task, float] = {}   # task -> deadline of its current backend wait
-        self._expired: set[asyncio.Task] = set()
+        # A task (or a hot-path exchange) -> the deadline of its current backend wait; the
+        # sweeper cancels what outlives its deadline.
+        self._waits: dict[asyncio.Task | _Exchange, float] = {}
+        self._expired: set[asyncio.Task | _Exchange] = set()
         self._sweeper: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by on_start
 
@@ -168,9 +171,29 @@ class GatewayProxy(Handlet):
         raise NotImplementedError
 
     # -- serving ------------------------------------------------------------------------------------------
-    async def handle(self, req: "Request", resp: "Response") -> bool:
+    def handle(self, req: "Request", resp: "Response") -> "Awaitable[bool]":
+        """The hot path: a body-less request is answered from the backend connection's
+        callbacks (:class:`_Exchange`), over an idle pooled connection or the first one freed
+        for it; this returns the future it settles. Anything else (a body, HEAD, a dial) is
+        the coroutine :meth:`_serve`."""
         backend = self.backend
         assert backend is not None, "on_bind resolves the backend before anything is served"
+        if req.has_body or resp.head_only:
+            return self._serve(req, resp)
+        try:
+            node = backend.pick(req.client_ip)
+        except BackendError:
+            return self._serve(req, resp)  # it picks again, and answers the error
+        conn = backend.take(node)
+        if conn is None and not (node.max_conns and (node.in_use >= node.max_conns or node.waiters)):
+            return self._serve(req, resp, node)  # no idle connection, but room for a new one: dial
+        return _Exchange(self, backend, req, resp, self.encode_head(req, None)).start(node, conn)
+
+    async def _serve(self, req: "Request", resp: "Response", first: "Node | None" = None) -> bool:
+        """Every exchange the hot path does not take, and the retry of one whose pooled
+        connection was found dead. ``first``: the node the hot path picked."""
+        backend = self.backend
+        assert backend is not None
         body: BodyContent | None = None
         length: int | None = None
         if req.has_body:
@@ -187,7 +210,8 @@ class GatewayProxy(Handlet):
         while True:
             attempt += 1
             try:
-                node = backend.pick(req.client_ip)
+                node = first if first is not None else backend.pick(req.client_ip)
+                first = None
                 conn = backend.take(node)  # an idle connection now, or wait for one / dial
                 if conn is None:
                     conn = await backend.acquire(client_ip=req.client_ip, node=node)
@@ -201,6 +225,17 @@ class GatewayProxy(Handlet):
                 if attempt >= _MAX_ATTEMPTS:
                     raise self._fail(req, 502, "the backend closed every reused connection") from None
 
+    async def _resume(self, conn: BackendConn, req: "Request", resp: "Response",
+                      gathered: "tuple[ResponseReader, bool, BaseException | None]") -> bool:
+        """Go on, in a task, with an exchange the hot path started: the request is sent and
+        ``gathered`` says what came back (the reader, the backend closed, an error)."""
+        task = asyncio.current_task(self._loop)
+        assert task is not None
+        try:
+            return await self._exchange(conn, task, req, resp, b"", None, None, gathered)
+        except _Retry:
+            return await self._serve(req, resp)
+
     def _fail(self, req: "Request", status: int, reason: str) -> HTTPError:
         self.log.warning('%s "%s" %s %s: %s', self.sign, self.name, req.method, req.target, reason)
         return HTTPError(status)
@@ -211,30 +246,38 @@ class GatewayProxy(Handlet):
         self.backend.release(conn, reusable=reusable)  # type: ignore[union-attr]
 
     async def _exchange(self, conn: BackendConn, task: asyncio.Task, req: "Request", resp: "Response", head: bytes,
-                        body: BodyContent | None, length: int | None) -> bool:
-        """One attempt on ``conn``; the connection is always released (pooled only when clean)."""
+                        body: BodyContent | None, length: int | None,
+                        gathered: "tuple[ResponseReader, bool, BaseException | None] | None" = None) -> bool:
+        """One attempt on ``conn``; the connection is always released (pooled only when clean).
+        ``gathered``: the request was sent and its response gathered already (see _resume)."""
         replayable = body is not None or length is None
         reader: ResponseReader | None = None
         released = False
         try:
             try:
-                if length is None:
-                    conn.write(head)  # no body: the whole request in one write
+                if gathered is None:
+                    if length is None:
+                        conn.write(head)  # no body: the whole request in one write
+                    else:
+                        await self._send(conn, task, req, head, body, length)
+                    reader = self.new_reader(req)
+                    gather = _Gather(conn, reader)
+                    waits = self._waits
+                    waits[task] = self._loop.time() + self.recv_timeout
+                    await gather.wait()
+                    del waits[task]
+                    eof = gather.eof
                 else:
-                    await self._send(conn, task, req, head, body, length)
-                reader = self.new_reader(req)
-                gather = _Gather(conn, reader)
-                waits = self._waits
-                waits[task] = self._loop.time() + self.recv_timeout
-                await gather.wait()
-                del waits[task]
-                if gather.eof and reader.head is None:
+                    reader, eof, error = gathered
+                    if error is not None:
+                        raise error
+                if eof and reader.head is None:
                     if conn.requests > 1 and replayable and not reader.started:
                         raise _Retry()
                     reader.eof()
                     raise GatewayError("connection closed before the response head")
                 content_length = self._start_response(req, resp, reader)
-                if gather.eof and not reader.done:
+                if eof and not reader.done:
                     reader.eof()  # a response delimited by the close ends here, others are cut short
                 if reader.done and not resp.head_only:
                     released = True
@@ -447,6 +490,162 @@ class GatewayProxy(Handlet):
                 await resp.send_fd(buffered.spool.fileno(), 0, buffered.size)
         finally:
             buffered.close()
+
+
+class _Exchange(FutureExchange):
+    """The hot path of one body-less exchange, driven by callbacks: a free slot of the node
+    (:class:`~hemi.net.backend.SlotCall`) starts it, and the backend connection's
+    ``data_received`` feeds the reader (it is the connection's Receiver). A response complete
+    within what arrived is relayed from there, the connection pooled first: no task at all.
+
+    Everything else goes on in :meth:`GatewayProxy._resume`, which runs the coroutine code of
+    every other exchange from where this one is: a response to stream, a backend that closed
+    or broke, a reader error, the backend's readTimeout (one mapping of failures to 502/504, in
+    ``_exchange``). The proxy's ``.recvTimeout`` sweeper calls :meth:`cancel` (a 504); a client
+    that goes away cancels the future, and the backend connection is aborted.
+    """
+
+    __slots__ = ("proxy", "backend", "req", "resp", "head", "conn", "reader", "received", "waiter")
+
+    def __init__(self, proxy: GatewayProxy, backend: Backend, req: "Request", resp: "Response", head: bytes) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.backend = backend
+        self.req = req
+        self.resp = resp
+        self.head = head
+        self.conn: BackendConn | None = None
+        self.reader: ResponseReader | None = None
+        self.received = 0
+        self.waiter: SlotCall | None = None
+
+    def start(self, node: "Node", conn: BackendConn | None) -> "asyncio.Future[bool]":
+        """Send on ``conn`` (taken with its slot), or queue for ``node``'s next free slot."""
+        fut = self.new_future(self.proxy._loop)
+        if conn is not None:
+            self._send(conn)
+            return fut
+        waiter = self.waiter = SlotCall(lambda: self._slot(node), self._no_slot)
+        try:
+            node.queue(waiter, self.backend.queue_timeout)
+        except BackendError as e:
+            self.waiter = None
+            self.settle_error(self.proxy._fail(self.req, 502, f"cannot connect: {e}"))
+        return fut
+
+    def _slot(self, node: "Node") -> None:
+        """A slot of ``node`` is ours (called inside ``free_slot``): its pooled connection, if
+        the one freed was pooled; else the slot goes on and ``_serve`` queues or dials anew."""
+        self.waiter = None
+        conn = node.take_idle(self.backend.alive_timeout)
+        if conn is None:
+            node.free_slot()
+            self.spawn(self.proxy._serve(self.req, self.resp))
+            return
+        conn.requests += 1
+        self._send(conn)
+
+    def _no_slot(self, exc: BaseException) -> None:
+        self.waiter = None
+        status = 504 if isinstance(exc, BackendTimeout) else 502
+        self.settle_error(self.proxy._fail(self.req, status, f"cannot connect: {exc}"))
+
+    def _send(self, conn: BackendConn) -> None:
+        proxy = self.proxy
+        self.conn = conn
+        self.reader = proxy.new_reader(self.req)
+        try:
+            conn.write(self.head)
+        except BackendError as e:
+            self._hand_over(True, e)  # a dead pooled connection: _exchange retries it
+            return
+        proxy._waits[self] = proxy._loop.time() + proxy.recv_timeout  # type: ignore[index]
+        conn.listen(self)
+
+    # -- Receiver ---------------------------------------------------------------------------------------
+    def data(self, data: bytes) -> None:
+        reader = self.reader
+        assert reader is not None
+        try:
+            reader.feed(data)
+        except Exception as e:
+            self._hand_over(False, e)
+            return
+        if reader.done:
+            self._complete()
+        elif reader.head is not None:
+            self.received += len(data)
+            if self.received > _GATHER_LIMIT or not reader.ends_itself:
+                self._hand_over(False, None)
+
+    def closed(self, exc: BaseException | None) -> None:
+        reader = self.reader
+        conn = self.conn
+        if exc is not None and conn is not None and reader is not None and reader.head is not None and not reader.done:
+            self._hand_over(True, BackendError(f"connection to {conn.node.name} lost: {exc}", conn.node))
+        else:
+            self._hand_over(True, None)
+
+    def timed_out(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            node = conn.node
+            self._hand_over(False, BackendTimeout(f"no data from {node.name} within readTimeout", node))
+
+    def cancel(self) -> None:
+        """``.recvTimeout`` passed (the proxy's sweeper): a 504, the connection aborted."""
+        self.proxy._expired.discard(self)  # type: ignore[arg-type]
+        self.abandon()
+        self.settle_error(self.proxy._fail(self.req, 504, "the backend did not answer within the proxy's timeout"))
+
+    # -- endings ----------------------------------------------------------------------------------------
+    def _release_conn(self) -> BackendConn:
+        conn = self.conn
+        assert conn is not None
+        self.conn = None
+        conn.unlisten()
+        self.proxy._waits.pop(self, None)  # type: ignore[call-overload]
+        return conn
+
+    def _complete(self) -> None:
+        """The whole response is here: pool the connection, send the response."""
+        conn = self._release_conn()
+        proxy, req, resp, reader = self.proxy, self.req, self.resp, self.reader
+        assert reader is not None
+        try:
+            length = proxy._start_response(req, resp, reader)
+        except GatewayError as e:
+            conn.abort()
+            proxy._free(conn, False)
+            self.settle_error(proxy._fail(req, 502, str(e)))
+            return
+        proxy._release(conn, reader)
+        try:
+            proxy._send_whole(resp, reader.body, length)
+        except GatewayError as e:
+            self.settle_error(proxy._fail(req, 502, str(e)))
+            return
+        except Exception as e:  # the client's connection broke as we answered
+            self.settle_error(e)
+            return
+        self.settle()
+
+    def _hand_over(self, eof: bool, error: BaseException | None) -> None:
+        """Go on in ``_resume``: it owns the connection from now on."""
+        conn = self._release_conn()
+        reader = self.reader
+        assert reader is not None
+        self.spawn(self.proxy._resume(conn, self.req, self.resp, (reader, eof, error)))
+
+    def abandon(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.cancel()  # free_slot skips it
+        if self.conn is not None:
+            conn = self._release_conn()
+            conn.abort()
+            self.proxy._free(conn, False)
 
 
 class _Gather:

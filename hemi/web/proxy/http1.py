@@ -37,6 +37,7 @@ from ..handlet import Handlet
 from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser,
                            encode_chunk, encode_last_chunk, render_response_head)
 from .connect import open_tunnel
+from .settle import FutureExchange
 from . import (HOP_BY_HOP, IDEMPOTENT, configure_buffering_and_storer, connection_options, copy_request_headers,
                forwarding_headers)
 
@@ -608,7 +609,7 @@ class Http1Proxy(Handlet):
                 upstream.release(conn, reusable=False)
 
 
-class _Exchange:
+class _Exchange(FutureExchange):
     """The hot path of one exchange, driven by the upstream connection's callbacks (it is the
     connection's :class:`~hemi.net.backend.Receiver`): bytes are parsed as they arrive, and a
     response that is complete in memory (sized, up to _GATHER_LIMIT) is relayed from
@@ -622,11 +623,11 @@ class _Exchange:
     cancels the future (or that task), and the upstream connection is closed.
     """
 
-    __slots__ = ("proxy", "upstream", "conn", "parser", "req", "resp", "future", "rhead", "parts", "size", "task",
-                 "gather")
+    __slots__ = ("proxy", "upstream", "conn", "parser", "req", "resp", "rhead", "parts", "size", "gather")
 
     def __init__(self, proxy: Http1Proxy, upstream: Backend, conn: BackendConn, req: "Request",
                  resp: "Response") -> None:
+        super().__init__()
         self.proxy = proxy
         self.upstream = upstream
         self.conn: BackendConn | None = conn
@@ -635,15 +636,13 @@ class _Exchange:
         self.rhead: ResponseHead | None = None
         self.parts: list[bytes] = []
         self.size = 0
-        self.task: asyncio.Task | None = None
         self.gather = False
 
     def start(self, head: bytes) -> "asyncio.Future[bool]":
         conn = self.conn
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
-        fut = self.future = conn.loop.create_future()
-        fut.add_done_callback(self._cancelled)
+        fut = self.new_future(conn.loop)
         try:
             conn.write(head)
         except BackendError:
@@ -674,9 +673,9 @@ class _Exchange:
             self.upstream.release(conn, reusable=False)
             if self.req.method in IDEMPOTENT:
                 node.close_idle()  # its siblings from the same era are likely dead too
-                self._spawn(self.proxy._serve(self.req, self.resp, None, 1))
+                self.spawn(self.proxy._serve(self.req, self.resp, None, 1))
             else:
-                self._settle_error(HTTPError(502, f"{node.name} closed the connection without a response"))
+                self.settle_error(HTTPError(502, f"{node.name} closed the connection without a response"))
             return
         self.data(b"")  # the parser learns of the close: a cut-short response is a 502
 
@@ -727,7 +726,7 @@ class _Exchange:
         assert conn is not None
         conn.unlisten()
         self.conn = None
-        self._spawn(self.proxy._relay(self.upstream, conn, parser, rhead, self.req, self.resp, parts))
+        self.spawn(self.proxy._relay(self.upstream, conn, parser, rhead, self.req, self.resp, parts))
 
     def _complete(self, trailers: list[tuple[str, str]]) -> None:
         conn = self.conn
@@ -740,13 +739,10 @@ class _Exchange:
         self.proxy._copy_head(rhead, resp)
         parts = self.parts
         if trailers:  # only a chunked response carries them on: stream it
-            self._spawn(self.proxy._send_chunked(resp, parts, trailers))
+            self.spawn(self.proxy._send_chunked(resp, parts, trailers))
             return
         resp.send(parts[0] if len(parts) == 1 else b"".join(parts))
-        fut = self.future
-        if not fut.done():
-            fut.remove_done_callback(self._cancelled)
-            fut.set_result(True)
+        self.settle()
 
     # -- endings ----------------------------------------------------------------------------------------
     def _node_name(self) -> str:
@@ -760,44 +756,13 @@ class _Exchange:
             if report:
                 self.upstream.report(conn.node, False)
             self.upstream.release(conn, reusable=False)
-        self._settle_error(HTTPError(status, reason))
+        self.settle_error(HTTPError(status, reason))
 
     def _fail_with(self, exc: BaseException) -> None:
-        conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.unlisten()
-            self.upstream.release(conn, reusable=False)
-        self._settle_error(exc)
+        self.abandon()
+        self.settle_error(exc)
 
-    def _settle_error(self, exc: BaseException) -> None:
-        fut = self.future
-        if not fut.done():
-            fut.remove_done_callback(self._cancelled)
-            fut.set_exception(exc)
-
-    def _spawn(self, coro: Any) -> None:
-        """Go on in a task (the coroutine owns the connection from now on)."""
-        task = self.task = self.future.get_loop().create_task(coro)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self.task = None
-        fut = self.future
-        if fut.done():
-            return
-        fut.remove_done_callback(self._cancelled)
-        if task.cancelled():
-            fut.cancel()
-        elif task.exception() is not None:
-            fut.set_exception(task.exception())  # type: ignore[arg-type]
-        else:
-            fut.set_result(task.result())
-
-    def _cancelled(self, fut: "asyncio.Future[bool]") -> None:
-        """The exchange was given up (the client went away): stop the upstream side too."""
-        if self.task is not None:
-            self.task.cancel()
+    def abandon(self) -> None:
         conn = self.conn
         if conn is not None:
             self.conn = None

@@ -1,0 +1,67 @@
+"""The future a proxy's hot path hands to the client connection, and the task it falls back to.
+
+A proxy answers most requests from the upstream connection's callbacks: no task, one future,
+settled when the response has been written (see ``http1._Exchange`` and ``gateway._Exchange``).
+What the hot path does not finish goes on in a task running the proxy's coroutine code, and
+the task's outcome settles the same future. A client that goes away cancels the future; the
+exchange then stops its task, and lets go of its upstream connection in :meth:`abandon`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class FutureExchange:
+    """The settling part of a callback-driven exchange; subclasses add the protocol."""
+
+    __slots__ = ("future", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task | None = None
+
+    def new_future(self, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[bool]":
+        fut = self.future = loop.create_future()
+        fut.add_done_callback(self._cancelled)
+        return fut
+
+    def settle(self, result: bool = True) -> None:
+        fut = self.future
+        if not fut.done():
+            fut.remove_done_callback(self._cancelled)
+            fut.set_result(result)
+
+    def settle_error(self, exc: BaseException) -> None:
+        fut = self.future
+        if not fut.done():
+            fut.remove_done_callback(self._cancelled)
+            fut.set_exception(exc)
+
+    def spawn(self, coro: Any) -> None:
+        """Go on in a task (the coroutine owns the upstream connection from now on)."""
+        task = self.task = self.future.get_loop().create_task(coro)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.task = None
+        fut = self.future
+        if fut.done():
+            return
+        fut.remove_done_callback(self._cancelled)
+        if task.cancelled():
+            fut.cancel()
+        elif task.exception() is not None:
+            fut.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            fut.set_result(task.result())
+
+    def _cancelled(self, fut: "asyncio.Future[bool]") -> None:
+        """The exchange was given up (the client went away): stop the upstream side too."""
+        if self.task is not None:
+            self.task.cancel()
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of whatever upstream resource the exchange holds (its connection is in an
+        unknown state: closed, not pooled)."""
