@@ -768,3 +768,42 @@ def test_a_bad_head_is_never_cached() -> None:
     for _ in range(2):
         with pytest.raises(FcgiError):
             CgiHeadParser().feed(raw)
+
+
+_OUT = fc.encode_record(fc.STDOUT, 1, b"Content-type: text/plain\r\n\r\nhi")
+_END = fc.end_request(1)
+
+
+@pytest.mark.parametrize("data, whole", [
+    (_OUT + _END, (b"Content-type: text/plain\r\n\r\nhi", 0)),
+    (_OUT + fc.encode_record(fc.STDOUT, 1, b"!") + fc.encode_record(fc.STDOUT, 1, b"") + _END,
+     (b"Content-type: text/plain\r\n\r\nhi!", 0)),
+    (_OUT + fc.end_request(1, 0, fc.OVERLOADED), (b"Content-type: text/plain\r\n\r\nhi", fc.OVERLOADED)),
+    (_END, (b"", 0)),
+    (_OUT + fc.encode_record(fc.STDERR, 1, b"warn") + _END, None),     # STDERR: the general path
+    (_OUT + _END[:-3], None),                                           # cut short
+    (_OUT + _END + b"x", None),                                         # more than a response
+    (_OUT, None),                                                       # no END_REQUEST yet
+    (fc.encode_record(fc.STDOUT, 2, b"hi") + fc.end_request(2), None),  # another request id
+    (_OUT + fc.encode_record(fc.STDOUT, 1, b"") + fc.encode_record(fc.STDOUT, 1, b"late") + _END, None),
+])
+def test_whole_response_agrees_with_feed(data: bytes, whole: tuple[bytes, int] | None) -> None:
+    """``whole`` takes a complete response in one pass or declines and consumes nothing; what
+    it returns is what ``feed`` makes of the same bytes."""
+    parser = ResponseParser(1)
+    assert parser.whole(data) == whole
+
+    def outcome(p: ResponseParser) -> object:
+        try:
+            return p.feed(data)
+        except FcgiError as e:
+            return e.reason
+
+    expected = outcome(ResponseParser(1))
+    if whole is None:
+        assert outcome(parser) == expected   # declined: nothing was consumed
+    else:
+        assert parser.done
+        assert isinstance(expected, list)
+        stdout = b"".join(e.data for e in expected if isinstance(e, fc.Stdout))
+        assert (stdout, expected[-1].protocol_status) == whole

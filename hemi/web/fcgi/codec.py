@@ -147,21 +147,21 @@ class FcgiError(Exception):
         self.reason: str = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stdout:
     """A piece of the application's STDOUT stream (never empty)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stderr:
     """A piece of the application's STDERR stream (never empty)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndRequest:
     """The application finished the request; always the last event of a response."""
 
@@ -429,6 +429,41 @@ class ResponseParser:
         """The connection closed: an error unless the request ended."""
         if self._state != _S_DONE:
             raise FcgiError("connection closed before END_REQUEST")
+
+    def whole(self, data: bytes) -> tuple[bytes, int] | None:
+        """``(stdout, protocol_status)`` when ``data`` is a whole response and nothing else —
+        STDOUT records, then END_REQUEST, as an application writes a short answer in one go —
+        and the parser is fresh; else None, and nothing is consumed: ``feed`` the same bytes.
+        One pass over whole records, no events: the common case of a proxy's hot path."""
+        if self._state != _S_HEADER or self._buf or self._failed is not None or type(data) is not bytes:
+            return None
+        unpack = _HEADER.unpack_from
+        rid = self.request_id
+        pieces: list[bytes] = []
+        closed = False
+        pos = 0
+        n = len(data)
+        while n - pos >= HEADER_SIZE:
+            version, rtype, record_id, clen, pad = unpack(data, pos)
+            start = pos + HEADER_SIZE
+            end = start + clen
+            if version != VERSION_1 or record_id != rid or end + pad > n:
+                return None
+            if rtype == STDOUT:
+                if clen:
+                    if closed:
+                        return None
+                    pieces.append(data[start:end])
+                else:
+                    closed = True
+            elif rtype == END_REQUEST and clen == 8 and end + pad == n:
+                self._state = _S_DONE
+                self._stdout_closed = closed
+                return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), data[start + 4]
+            else:
+                return None
+            pos = end + pad
+        return None
 
     def feed(self, data: bytes) -> list[Event]:
         if self._failed is not None:

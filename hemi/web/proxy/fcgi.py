@@ -74,29 +74,41 @@ class FcgiReader:
         return self.done
 
     def feed(self, data: bytes) -> None:
-        self.started = True
+        if not self.started:
+            self.started = True
+            whole = self.parser.whole(data)
+            if whole is not None:  # the common short answer, in one read
+                if whole[0]:
+                    self._stdout(whole[0])
+                self._end(whole[1])
+                return
         for event in self.parser.feed(data):
             kind = type(event)
             if kind is Stdout:
-                if self.head is not None:
-                    if self._expect_body:
-                        self.body.append(event.data)
-                    continue
-                head = self.head_parser.feed(event.data)  # type: ignore[union-attr]
-                if head is not None:
-                    self.head = head
-                    if head.rest:
-                        self.body.append(head.rest)
+                self._stdout(event.data)  # type: ignore[union-attr]
             elif kind is EndRequest:
-                status = event.protocol_status  # type: ignore[union-attr]
-                if status != REQUEST_COMPLETE:
-                    raise FcgiError("the application refused the request: "
-                                    + _PROTOCOL_STATUS.get(status, f"protocol status {status}"))
-                if self.head is None:
-                    raise FcgiError("END_REQUEST before a complete response head")
-                self.done = True
+                self._end(event.protocol_status)  # type: ignore[union-attr]
             else:  # Stderr
                 self.on_stderr(event.data)  # type: ignore[union-attr]
+
+    def _stdout(self, data: bytes) -> None:
+        if self.head is not None:
+            if self._expect_body:
+                self.body.append(data)
+            return
+        head = self.head_parser.feed(data)
+        if head is not None:
+            self.head = head
+            if head.rest:
+                self.body.append(head.rest)
+
+    def _end(self, status: int) -> None:
+        if status != REQUEST_COMPLETE:
+            raise FcgiError("the application refused the request: "
+                            + _PROTOCOL_STATUS.get(status, f"protocol status {status}"))
+        if self.head is None:
+            raise FcgiError("END_REQUEST before a complete response head")
+        self.done = True
 
     def start_body(self, expect_body: bool, length: int | None) -> None:
         if not expect_body:
