@@ -150,6 +150,7 @@ class FcgiProxy(GatewayProxy):
                 else:
                     self.split_path_info = rx
         self._begin = _BEGIN_KEEP if self.reuse_conns else _BEGIN_CLOSE
+        self._splits: dict[str, tuple[str, str]] = {}
 
     def on_bind(self) -> None:
         super().on_bind()
@@ -162,7 +163,18 @@ class FcgiProxy(GatewayProxy):
 
     def split_path(self, path: str) -> tuple[str, str]:
         """(SCRIPT_NAME, PATH_INFO) of a decoded path. A path with a newline is never split:
-        a PATH_INFO cut short at a newline is how CVE-2019-11043 reached php-fpm."""
+        a PATH_INFO cut short at a newline is how CVE-2019-11043 reached php-fpm. The split of
+        a path seen before is remembered (bounded): a site has a few busy scripts."""
+        split = self._splits.get(path)
+        if split is None:
+            split = self._split(path)
+            if len(path) <= 256:
+                if len(self._splits) >= 1024:
+                    self._splits.clear()
+                self._splits[path] = split
+        return split
+
+    def _split(self, path: str) -> tuple[str, str]:
         script_name, path_info = path, ""
         rx = self.split_path_info
         if rx is not None and "\n" not in path:
