@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, make_dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "NEED_DATA",
@@ -808,6 +808,14 @@ class RequestParser(_MessageParser):
         return head  # type: ignore[no-any-return]
 
 
+# Final response heads already parsed, by (HEAD request, keep_raw) and then the head's bytes:
+# see ResponseParser._parse_whole_head. Bounded; a long head (cookies) is never kept.
+_MAX_CACHED_HEAD: Final = 1024
+_MAX_CACHED_HEADS: Final = 256
+_RESPONSE_HEADS: Final[tuple[tuple[dict[bytes, tuple[Any, int, int]], dict[bytes, tuple[Any, int, int]]], ...]] = (
+    ({}, {}), ({}, {}))
+
+
 class ResponseParser(_MessageParser):
     """Incremental, strict HTTP/1.x response parser, for clients and proxies.
 
@@ -856,12 +864,25 @@ class ResponseParser(_MessageParser):
         self._head_request = request_method == "HEAD"
 
     def _parse_whole_head(self, raw: bytes) -> ResponseHead | None:  # type: ignore[override]
+        # An upstream sends the same head again and again (a static file's: only Date changes,
+        # once a second): a final head parsed before is taken from the cache with the framing
+        # state it left, not parsed again. Heads are immutable, so one object serves them all.
+        cache = _RESPONSE_HEADS[self._head_request][self._keep_raw]
+        hit = cache.get(raw)
+        if hit is not None:
+            head, self._state, self._remaining = hit
+            return head
         if not self._keep_raw:
-            return super()._parse_whole_head(raw)  # type: ignore[return-value]
-        nl = raw.find(b"\r\n")
-        self._raw = raw[nl + 2:] + b"\r\n" if nl >= 0 else b""  # the very bytes validated next
-        head = super()._parse_whole_head(raw)
-        self._raw = b""
+            head = super()._parse_whole_head(raw)
+        else:
+            nl = raw.find(b"\r\n")
+            self._raw = raw[nl + 2:] + b"\r\n" if nl >= 0 else b""  # the very bytes validated next
+            head = super()._parse_whole_head(raw)
+            self._raw = b""
+        if head is not None and head.status >= 200 and len(raw) <= _MAX_CACHED_HEAD:  # type: ignore[union-attr]
+            if len(cache) >= _MAX_CACHED_HEADS:
+                cache.clear()
+            cache[raw] = (head, self._state, self._remaining)
         return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:

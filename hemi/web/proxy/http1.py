@@ -49,6 +49,7 @@ _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file 
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
 _GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
 _SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
+_UNKNOWN: Final = object()
 # Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
 _REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect", "via", "x-forwarded-for",
                                      "x-forwarded-proto", "x-forwarded-host"}
@@ -186,6 +187,8 @@ class Http1Proxy(Handlet):
         # What every relayed head ends with, rendered once: our Via and .addResponseHeaders.
         self._response_tail = "".join(f"{k}: {v}\r\n" for k, v in [("via", self._via), *self.add_response_headers]
                                       ).encode("latin-1", "replace")
+        # An upstream's field lines (as received) -> what _raw_fields keeps of them; bounded.
+        self._kept_fields: dict[bytes, bytes | None] = {}
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
 
@@ -411,7 +414,13 @@ class Http1Proxy(Handlet):
         the field lines received, into ``resp.raw_head``: see :meth:`_raw_fields`)."""
         resp.status = rhead.status
         if rhead.raw and not resp.revisers and getattr(resp.stream, "raw_heads", False):
-            raw = self._raw_fields(rhead)
+            kept = self._kept_fields
+            raw = kept.get(rhead.raw, _UNKNOWN)
+            if raw is _UNKNOWN:  # a head not seen before (the codec hands out the same head again)
+                raw = self._raw_fields(rhead)
+                if len(kept) >= 256:
+                    kept.clear()
+                kept[rhead.raw] = raw
             if raw is not None:
                 resp.raw_head = raw
                 return
