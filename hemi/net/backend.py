@@ -94,11 +94,17 @@ class SlotCall:
 
     def set_result(self, _: None) -> None:
         self.state = SlotCall.DONE
-        self.on_slot()
+        try:
+            self.on_slot()
+        except Exception:  # never into the caller: it is releasing another exchange's connection
+            log.exception("a request waiting for a connection failed as it got one")
 
     def set_exception(self, exc: BaseException) -> None:
         self.state = SlotCall.DONE
-        self.on_error(exc)
+        try:
+            self.on_error(exc)
+        except Exception:
+            log.exception("a request waiting for a connection failed as its wait ended")
 
 
 class Node:

@@ -201,3 +201,34 @@ def test_garbage_gives_events_or_protocol_errors(data: bytes) -> None:
         events(b"HTTP/1.1 200 OK\r\n" + data, eof=True, split=7)
     except ProtocolError as e:
         assert e.status == 502
+
+
+# -- heads parsed before come from a cache, with the framing they set ----------------------------------
+
+
+def test_a_repeated_head_frames_each_response_as_the_first() -> None:
+    """The same head bytes twice, for GET (a 5-byte body) and for HEAD (no body): each parser
+    gets the framing of its own request, whatever the other left in the cache."""
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Cached: yes\r\n\r\nhello"
+    for _ in range(2):
+        assert events(data)[1:] == [Body(b"hello"), EndOfMessage([]), PAUSED]
+        assert events(data, "HEAD")[1:] == [EndOfMessage([]), PAUSED]
+    assert head_of(data) is head_of(data)   # one immutable head serves every response
+
+
+def test_a_cached_head_still_meets_each_parsers_field_limit() -> None:
+    data = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n"
+    assert head_of(data).status == 200      # cached by a parser allowing 200 fields
+    strict = ResponseParser("GET", max_headers=2)
+    strict.feed(data)
+    with pytest.raises(ProtocolError):
+        strict.next_event()
+
+
+def test_interim_and_chunked_heads_are_framed_every_time() -> None:
+    data = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n")
+    for _ in range(2):
+        evs = events(data)
+        assert [e.status for e in evs if type(e) is ResponseHead] == [100, 200]
+        assert evs[-3:] == [Body(b"abc"), EndOfMessage([]), PAUSED]

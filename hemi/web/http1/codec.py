@@ -812,8 +812,8 @@ class RequestParser(_MessageParser):
 # see ResponseParser._parse_whole_head. Bounded; a long head (cookies) is never kept.
 _MAX_CACHED_HEAD: Final = 1024
 _MAX_CACHED_HEADS: Final = 256
-_RESPONSE_HEADS: Final[tuple[tuple[dict[bytes, tuple[Any, int, int]], dict[bytes, tuple[Any, int, int]]], ...]] = (
-    ({}, {}), ({}, {}))
+_CachedHead = tuple[Any, int, int, int]   # the head, the parser's state and remaining length after it, its fields
+_RESPONSE_HEADS: Final[tuple[tuple[dict[bytes, _CachedHead], dict[bytes, _CachedHead]], ...]] = (({}, {}), ({}, {}))
 
 
 class ResponseParser(_MessageParser):
@@ -869,8 +869,8 @@ class ResponseParser(_MessageParser):
         # state it left, not parsed again. Heads are immutable, so one object serves them all.
         cache = _RESPONSE_HEADS[self._head_request][self._keep_raw]
         hit = cache.get(raw)
-        if hit is not None:
-            head, self._state, self._remaining = hit
+        if hit is not None and hit[3] <= self._max_headers:  # (another parser may allow fewer)
+            head, self._state, self._remaining, _ = hit
             return head
         if not self._keep_raw:
             head = super()._parse_whole_head(raw)
@@ -882,7 +882,7 @@ class ResponseParser(_MessageParser):
         if head is not None and head.status >= 200 and len(raw) <= _MAX_CACHED_HEAD:  # type: ignore[union-attr]
             if len(cache) >= _MAX_CACHED_HEADS:
                 cache.clear()
-            cache[raw] = (head, self._state, self._remaining)
+            cache[raw] = (head, self._state, self._remaining, len(head.headers))  # type: ignore[union-attr]
         return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:

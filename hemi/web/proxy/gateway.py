@@ -19,10 +19,14 @@ the backend's ``.readTimeout``/``.writeTimeout``, and the proxy's ``.recvTimeout
 ``.sendTimeout`` (the longest wait for the next response bytes / for the backend to take more
 request bytes) are enforced by one sweeper per proxy over its in-flight waits.
 
-The response is first awaited as a whole: the connection hands its bytes to a
-:class:`_Gather` receiver in ``data_received``, which feeds the protocol's reader and wakes the
-exchange once, when the response is complete (or big enough to stream): one task switch per
-request however many reads the backend's answer takes.
+A body-less request (most of them) takes the hot path, :class:`_Exchange`: no task at all. It
+is sent over an idle pooled connection, or queued for the node's next free slot as a
+:class:`~hemi.net.backend.SlotCall` that the releasing exchange calls; the backend connection's
+``data_received`` feeds the protocol's reader, and a response complete within what arrived is
+relayed from there. Everything else — a body to send, a dial, a response to stream, any failure
+— runs the coroutine code (:meth:`GatewayProxy._serve`, and :meth:`GatewayProxy._resume` from
+where the hot path stopped), where the response is first awaited as a whole by a
+:class:`_Gather` receiver: one task switch per request however many reads the answer takes.
 
 A gateway that keeps connections (``.keepConn``) caps each node of its backend at its
 ``keepConns`` connections in use (see :meth:`~hemi.net.backend.Backend.cap_nodes_at_keep_conns`):
