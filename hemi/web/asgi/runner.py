@@ -90,6 +90,14 @@ class AppRunner:
         self.idle.append(host)
         return True
 
+    def _forget(self, host: "_Host") -> None:
+        """``host`` is ending while idle: it takes no more work."""
+        self.hosts.discard(host)
+        try:
+            self.idle.remove(host)
+        except ValueError:
+            pass
+
     async def drain(self) -> None:
         """Wait until no app coroutine is running (background work after responses)."""
         if self.busy:
@@ -140,10 +148,11 @@ class _Host:
                     await self.waiter
                 except asyncio.CancelledError as e:
                     if self.job is None:
-                        if runner.closed:
-                            return
-                        task.uncancel()  # a stale cancel (an app's old timer): nothing to cancel
-                        continue
+                        # Idle: the loop is shutting down (asyncio.run cancels every task and
+                        # waits for them), or a late cancel meant for an app that has ended. This
+                        # host ends either way; the runner makes a new one when it needs one.
+                        runner._forget(self)
+                        return
                     pending = e  # meant for the app just handed over
                 finally:
                     self.waiter = None
