@@ -151,9 +151,14 @@ class Node:
         """At its connection cap: a new request waits for a slot."""
         return 0 < self.max_conns <= self.in_use
 
+    @property
+    def must_wait(self) -> bool:
+        """A newcomer gets no slot now: the node is at its cap, or others wait before it."""
+        return bool(self.max_conns) and (self.in_use >= self.max_conns or bool(self.waiters))
+
     def take_slot(self) -> bool:
         """Count one more connection in use if the cap allows it now and nobody waits before us."""
-        if self.max_conns and (self.in_use >= self.max_conns or self.waiters):
+        if self.must_wait:
             return False
         self.in_use += 1
         return True

@@ -189,7 +189,7 @@ class GatewayProxy(Handlet):
         except BackendError:
             return self._serve(req, resp)  # it picks again, and answers the error
         conn = backend.take(node)
-        if conn is None and not (node.max_conns and (node.in_use >= node.max_conns or node.waiters)):
+        if conn is None and not node.must_wait:
             return self._serve(req, resp, node)  # no idle connection, but room for a new one: dial
         return _Exchange(self, backend, req, resp, self.encode_head(req, None)).start(node, conn)
 
