@@ -754,48 +754,17 @@ class RequestParser(_MessageParser):
             elif _ABSOLUTE_FORM_RE.match(target) is None:
                 raise ProtocolError(400, "empty host")
 
-        chunked = False
-        length: int | None = None
-        if te is not None:
-            if not is11:
-                raise ProtocolError(400, "transfer-encoding in HTTP/1.0")
-            if cl is not None:
-                raise ProtocolError(400, "both content-length and transfer-encoding")
-            if te.lower() != "chunked":
-                raise ProtocolError(501, "unsupported transfer-encoding")
-            chunked = True
+        length, chunked = (None, False) if cl is None and te is None else _framing(cl, te, is11)
+        if chunked:
             self._state = _S_CHUNK_SIZE
-        elif cl is not None:
-            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
-                raise ProtocolError(400, "bad content-length")
-            length = int(cl)
-            if length:
-                self._remaining = length
-                self._state = _S_BODY
-            else:
-                self._state = _S_EOM
+        elif length:
+            self._remaining = length
+            self._state = _S_BODY
         else:
             self._state = _S_EOM
 
-        keep_alive = is11
-        upgrade: str | None = None
-        if conn is not None:
-            c = conn.lower()
-            if c == "keep-alive":
-                keep_alive = True
-            elif c == "close":
-                keep_alive = False
-            else:
-                tokens = {t.strip(" \t") for t in c.split(",")}
-                if "close" in tokens:
-                    keep_alive = False
-                elif "keep-alive" in tokens:
-                    keep_alive = True
-                if is11 and "upgrade" in tokens:
-                    # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
-                    up = index.get("upgrade")
-                    if up is not None:
-                        upgrade = up.lower()
+        # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
+        keep_alive, upgrade = (is11, None) if conn is None else _connection(conn, index, is11, is11)
         expect_continue = False
         if is11:
             expect = index.get("expect")
@@ -806,6 +775,47 @@ class RequestParser(_MessageParser):
         )
         head.__class__ = RequestHead
         return head  # type: ignore[no-any-return]
+
+
+def _framing(cl: str | None, te: str | None, is11: bool) -> tuple[int | None, bool]:
+    """``(content length, chunked)`` from a message's Content-Length and Transfer-Encoding
+    (RFC 9112 §6), for requests and responses alike (a response parser answers any error with
+    502). Both at once is an error, never a choice: that ambiguity is how requests are smuggled
+    and responses split (§6.3)."""
+    if te is not None:
+        if not is11:
+            raise ProtocolError(400, "transfer-encoding in HTTP/1.0")
+        if cl is not None:
+            raise ProtocolError(400, "both content-length and transfer-encoding")
+        if te.lower() != "chunked":
+            raise ProtocolError(501, "unsupported transfer-encoding")
+        return None, True
+    if cl is not None:
+        if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
+            raise ProtocolError(400, "bad content-length")
+        return int(cl), False
+    return None, False
+
+
+def _connection(conn: str, index: dict[str, str], is11: bool, may_upgrade: bool) -> tuple[bool, str | None]:
+    """What a Connection field says, for requests and responses alike: whether the connection
+    stays open after this message (``is11`` is the default), and the protocol asked for by an
+    ``upgrade`` option with its Upgrade field (lower case), if ``may_upgrade``."""
+    c = conn.lower()
+    if c == "keep-alive":
+        return True, None
+    if c == "close":
+        return False, None
+    tokens = {t.strip(" \t") for t in c.split(",")}
+    keep_alive = is11
+    if "close" in tokens:
+        keep_alive = False
+    elif "keep-alive" in tokens:
+        keep_alive = True
+    upgrade = None
+    if may_upgrade and "upgrade" in tokens:
+        upgrade = (index.get("upgrade") or "").lower() or None
+    return keep_alive, upgrade
 
 
 # Final response heads already parsed, by (HEAD request, keep_raw) and then the head's bytes:
@@ -921,39 +931,9 @@ class ResponseParser(_MessageParser):
         te = index.get("transfer-encoding")
         conn = index.get("connection")
 
-        length: int | None = None
-        if cl is not None:
-            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
-                raise ProtocolError(502, "bad content-length")
-            length = int(cl)
-        chunked = False
-        if te is not None:
-            if not is11:
-                raise ProtocolError(502, "transfer-encoding in HTTP/1.0")
-            if cl is not None:
-                # RFC 9112 §6.3: "ought to be handled as an error" — a
-                # smuggling or response-splitting attempt.
-                raise ProtocolError(502, "both content-length and transfer-encoding")
-            if te.lower() != "chunked":
-                raise ProtocolError(502, "unsupported transfer-encoding")
-            chunked = True
+        length, chunked = (None, False) if cl is None and te is None else _framing(cl, te, is11)
 
-        keep_alive = is11
-        upgrade: str | None = None
-        if conn is not None:
-            c = conn.lower()
-            if c == "keep-alive":
-                keep_alive = True
-            elif c == "close":
-                keep_alive = False
-            else:
-                tokens = {t.strip(" \t") for t in c.split(",")}
-                if "close" in tokens:
-                    keep_alive = False
-                elif "keep-alive" in tokens:
-                    keep_alive = True
-                if "upgrade" in tokens:
-                    upgrade = (index.get("upgrade") or "").lower() or None
+        keep_alive, upgrade = (is11, None) if conn is None else _connection(conn, index, is11, True)
 
         if status < 200:
             # No content; the final response follows, or (101) another protocol.
