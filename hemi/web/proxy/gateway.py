@@ -39,7 +39,8 @@ import asyncio
 import logging
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, Awaitable, ClassVar, Final, Protocol
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, ClassVar, Final, Protocol
 
 from ...net.backend import Backend, BackendConn, BackendError, BackendTimeout, Node, SlotCall, bind_backend
 from ..cgihead import ResponseHead
@@ -419,21 +420,30 @@ class GatewayProxy(Handlet):
         (the caller ends the response once the backend connection is released)."""
         if length is not None:
             resp.set_length(length)
+        await resp.echo(b"")  # the head goes out now, even if the body is slow to come
+        async with aclosing(self._body(conn, task, reader, length, whole=True)) as body:
+            async for piece in body:
+                await resp.echo(piece)
+
+    async def _body(self, conn: BackendConn, task: asyncio.Task, reader: ResponseReader, length: int | None, *,
+                    whole: bool) -> AsyncIterator[bytes]:
+        """The body's pieces as they arrive, up to the application's Content-Length (more is
+        dropped) or ``.maxContentSize`` (more is an error); ``whole``: a body cut short of its
+        Content-Length is an error too."""
         limit = self.max_content_size if length is None else length
         total = 0
         pieces = reader.body
-        await resp.echo(b"")  # the head goes out now, even if the body is slow to come
         while True:
             if pieces:
                 for piece in pieces:
                     total += len(piece)
-                    if total > limit:  # more than announced is dropped; more than allowed is an error
+                    if total > limit:
                         if length is None:
                             raise GatewayError("response content exceeds .maxContentSize")
                         piece = piece[:len(piece) - (total - limit)]
                         total = limit
                     if piece:
-                        await resp.echo(piece)
+                        yield piece
                 pieces.clear()
             if reader.done:
                 break
@@ -442,7 +452,7 @@ class GatewayProxy(Handlet):
                 reader.feed(data)
             else:
                 reader.eof()
-        if length is not None and total < length:
+        if whole and length is not None and total < length:
             raise GatewayError(f"response content of {total} bytes, {length} announced")
 
     async def _collect(self, conn: BackendConn, task: asyncio.Task, resp: "Response", reader: ResponseReader,
@@ -452,27 +462,10 @@ class GatewayProxy(Handlet):
         app = resp.request.app
         buffered = _Buffered(app.max_memory_content_size if app is not None else 16 << 20, self.save_dir,
                              keep=not resp.head_only)
-        limit = self.max_content_size if length is None else length
-        pieces = reader.body
         try:
-            while True:
-                if pieces:
-                    for piece in pieces:
-                        if buffered.size + len(piece) > limit:
-                            if length is None:
-                                raise GatewayError("response content exceeds .maxContentSize")
-                            piece = piece[:limit - buffered.size]
-                        buffered.add(piece)
-                    pieces.clear()
-                if reader.done:
-                    break
-                data = await self._recv(conn, task)
-                if data:
-                    reader.feed(data)
-                else:
-                    reader.eof()
-            if length is not None and buffered.size < length and not resp.head_only:
-                raise GatewayError(f"response content of {buffered.size} bytes, {length} announced")
+            async with aclosing(self._body(conn, task, reader, length, whole=not resp.head_only)) as body:
+                async for piece in body:
+                    buffered.add(piece)
         except BaseException:
             buffered.close()
             raise
