@@ -56,12 +56,26 @@ stage {{
 
 
 def run_suite(port: int) -> list:
-    async def main() -> list:
+    """The suite's results. A case whose only fault is that the client dropped the TCP
+    connection first ("FAILED BY CLIENT": the server's close did not reach it within the
+    client's one-second wait, which a loaded two-core machine can miss) runs once more, and
+    its second result counts; any other fault stands as it is."""
+    async def run(cases: list[str] | None, exclude: list[str] | None) -> list:
         try:
-            return await kosoku.run_fuzzingclient(f"ws://127.0.0.1:{port}", None, None if FULL else HEAVY,
-                                                  concurrency=2)
+            return await kosoku.run_fuzzingclient(f"ws://127.0.0.1:{port}", cases, exclude, concurrency=2)
         except kosoku.FailureError as failure:
             return failure.results
+
+    async def main() -> list:
+        results = await run(None, None if FULL else HEAVY)
+        late = [r.case_id for r in results
+                if r.behavior.value in ACCEPTED and r.behavior_close.value == "FAILED BY CLIENT"]
+        if late:
+            print(f"\nrunning again, the client closed first: {late}")
+            again = {r.case_id: r for r in await run(late, None)}
+            results = [again.get(r.case_id, r) for r in results]
+        return results
+
     return asyncio.run(main())
 
 
