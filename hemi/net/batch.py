@@ -22,7 +22,10 @@ transport's own buffer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
+
+log = logging.getLogger("hemi.net")
 
 
 class Batched(Protocol):
@@ -57,6 +60,11 @@ class Holder:
             # Out now: the transport's high-water mark (pause_writing) is what stops a
             # connection from answering more pipelined requests than its client reads.
             self.flush()
+
+    def write_through(self, data: bytes) -> None:
+        """Write ``data`` now, after what is held (a streamed body, an interim response)."""
+        self.flush()
+        self.transport.write(data)
 
     def flush(self) -> None:
         """Send what is held (the batch calls this at the end of the iteration)."""
@@ -96,12 +104,9 @@ class WriteBatch:
             try:
                 conn.flush()
             except Exception:  # one broken connection must not keep the others' bytes back
-                _log_flush_error(conn)
+                log.exception("flushing %r failed", conn)
 
 
-def _log_flush_error(conn: Any) -> None:
-    import logging
-    logging.getLogger("hemi.net").exception("flushing %r failed", conn)
 
 
 _batches: dict[int, WriteBatch] = {}

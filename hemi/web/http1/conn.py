@@ -270,8 +270,7 @@ class Http1Conn(Holder, asyncio.Protocol):
                 b"content-length: %d\r\nconnection: close\r\n" % len(body), self._server_line(), b"\r\n", body]
         if status == 405:
             head.insert(1, b"allow: GET\r\n")
-        self.flush()
-        self.transport.write(b"".join(head))
+        self.write_through(b"".join(head))
         self.out_close = True
         self._linger()
 
@@ -652,8 +651,7 @@ class Http1Conn(Holder, asyncio.Protocol):
                 self.expect_pending = False
                 if not self.resp.sent:  # type: ignore[union-attr]
                     self.continue_sent = True
-                    self.flush()
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self.write_through(b"HTTP/1.1 100 Continue\r\n\r\n")
             if not started:
                 started = True
                 if self.timeout_kind != "body":
@@ -736,8 +734,7 @@ class Http1Conn(Holder, asyncio.Protocol):
     async def write(self, data: bytes) -> None:
         if self.closing:
             raise ConnectionResetError("client went away")
-        self.flush()
-        self.transport.write(encode_chunk(data) if self.out_chunked else data)
+        self.write_through(encode_chunk(data) if self.out_chunked else data)
         if self.write_paused:
             await self._drain()
 
@@ -745,8 +742,7 @@ class Http1Conn(Holder, asyncio.Protocol):
         if self.out_chunked:
             self.out_chunked = False
             if not self.closing:
-                self.flush()
-                self.transport.write(encode_last_chunk(trailers))
+                self.write_through(encode_last_chunk(trailers))
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
         from ...net.sendfile import send_file
