@@ -531,7 +531,7 @@ class ResponseParser:
                     raise FcgiError(f"unexpected {RECORD_TYPE_NAMES[rtype]} record from the application")
                 else:
                     raise FcgiError(f"unknown record type {rtype}")
-                if pos >= n and state != _S_END:
+                if pos >= n:
                     break
             if state == _S_STDOUT or state == _S_STDERR:
                 take = n - pos

@@ -758,14 +758,9 @@ class _Exchange(FutureExchange):
         return self.conn.node.name if self.conn is not None else "the upstream"
 
     def _fail(self, status: int, reason: str, *, report: bool = False) -> None:
-        conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.unlisten()
-            if report:
-                self.upstream.report(conn.node, False)
-            self.upstream.release(conn, reusable=False)
-        self.settle_error(HTTPError(status, reason))
+        if report and self.conn is not None:
+            self.upstream.report(self.conn.node, False)
+        self._fail_with(HTTPError(status, reason))
 
     def _fail_with(self, exc: BaseException) -> None:
         self.abandon()
