@@ -106,7 +106,7 @@ stage {{
 """
 
 
-def start(gorox, tmp_path: Path, fpm: FakeFpm, queue: str = "30s"):  # type: ignore[no-untyped-def]
+def start(gorox, fpm: FakeFpm, queue: str = "30s"):  # type: ignore[no-untyped-def]
     return gorox(CONFIG.replace("@SOCK@", fpm.path).replace("@QUEUE@", queue))
 
 
@@ -115,7 +115,7 @@ def test_a_pooled_connection_the_application_closed_is_retried(gorox, tmp_path: 
     one comes: every request is still answered, each on a new connection."""
     fpm = FakeFpm(tmp_path / "fpm.sock", per_conn=1)
     try:
-        g = start(gorox, tmp_path, fpm)
+        g = start(gorox, fpm)
         with httpx.Client(timeout=10) as c:
             bodies = [c.get(g.url(f"/a.php?i={i}")).text for i in range(4)]
         assert bodies == ["ok 1", "ok 2", "ok 3", "ok 4"]
@@ -129,7 +129,7 @@ def test_requests_wait_in_the_queue_and_each_is_answered_once(gorox, tmp_path: P
     the application exactly once, all over that one connection."""
     fpm = FakeFpm(tmp_path / "fpm.sock", delay=0.02)
     try:
-        g = start(gorox, tmp_path, fpm)
+        g = start(gorox, fpm)
         results: list[str] = []
 
         def fetch(i: int) -> None:
@@ -153,7 +153,7 @@ def test_the_queue_timeout_is_a_504(gorox, tmp_path: Path) -> None:  # type: ign
     the request holding the connection is answered as usual."""
     fpm = FakeFpm(tmp_path / "fpm.sock", delay=1.5)
     try:
-        g = start(gorox, tmp_path, fpm, queue="300ms")
+        g = start(gorox, fpm, queue="300ms")
         first: list[httpx.Response] = []
         holder = threading.Thread(target=lambda: first.append(httpx.get(g.url("/a.php"), timeout=10)))
         holder.start()
@@ -173,7 +173,7 @@ def test_a_client_that_leaves_the_queue_loses_its_place(gorox, tmp_path: Path) -
     reaches the application, and the connection goes to the next request."""
     fpm = FakeFpm(tmp_path / "fpm.sock", delay=0.8)
     try:
-        g = start(gorox, tmp_path, fpm)
+        g = start(gorox, fpm)
         first: list[httpx.Response] = []
         holder = threading.Thread(target=lambda: first.append(httpx.get(g.url("/a.php"), timeout=10)))
         holder.start()
@@ -199,7 +199,7 @@ def test_a_whole_response_that_cannot_be_relayed_is_a_502(gorox, tmp_path: Path,
     and the server goes on answering."""
     fpm = FakeFpm(tmp_path / "fpm.sock", head=head)
     try:
-        g = start(gorox, tmp_path, fpm)
+        g = start(gorox, fpm)
         with httpx.Client(timeout=10) as c:
             assert c.get(g.url("/a.php")).status_code == 502
             fpm.head = b"Content-type: text/plain\r\n\r\n"
