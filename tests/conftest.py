@@ -18,9 +18,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 for both TCP and UDP (configs put udpsMeshers on
+    them too). The sockets stay open until all are found, so no port is handed out twice."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            t = socket.socket()
+            held.append(t)
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(u)
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
 
 
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
@@ -83,7 +105,7 @@ def _gorox_factory(tmp_dir: Path) -> tuple[Callable[..., Gorox], Callable[[], No
                 p.write_bytes(content)
             else:
                 p.write_text(content)
-        plist = [free_port() for _ in range(ports)]
+        plist = free_ports(ports)
         subst = {"port": plist[0], "base": str(base)}
         subst.update({f"port{i}": p for i, p in enumerate(plist)})
         conf = base / "gorox.conf"

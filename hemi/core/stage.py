@@ -184,6 +184,7 @@ class Stage(Component):
         for comp in self.in_order():
             _walk_configure(comp)
         self._check_unknown_props(self.block, self)
+        self._check_shared_addresses()
         self._bind()
         if self.problems:
             # Report in file order: that is how a person fixes a config.
@@ -202,6 +203,25 @@ class Stage(Component):
             hook = getattr(comp, "on_bind", None)
             if hook is not None and comp is not self:
                 hook()
+
+    def _check_shared_addresses(self) -> None:
+        """Two servers or meshers of one transport on one address is a mistake the kernel would
+        not report: every gate binds with SO_REUSEPORT, so both would listen and each would get
+        part of the other's connections or datagrams."""
+        seen: dict[tuple, Component] = {}
+        for comp in self.in_order():
+            address = getattr(comp, "address", None)
+            transport = getattr(comp, "transport", None)
+            if address is None or transport is None:
+                continue
+            key = (transport, address.host, address.port, address.path)
+            first = seen.setdefault(key, comp)
+            if first is not comp:
+                value, _ = comp.find("address")
+                loc = value.loc if value is not None else comp.block.loc
+                where = f" (line {first.block.loc.line})" if first.block.loc else ""
+                self.problems.append(Problem(loc, f"{comp.describe()} has .address {address}, which {first.describe()}"
+                                                  f"{where} already listens on"))
 
     def _check_unknown_props(self, block: Block, comp: Component) -> None:
         for name, loc in block.prop_locs.items():

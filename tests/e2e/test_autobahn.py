@@ -32,6 +32,7 @@ HEAVY = [f"{group}.{n}" for group in [f"12.{i}" for i in range(1, 6)] + [f"13.{i
 CASES_TOTAL = 517                      # the Autobahn fuzzingclient suite
 CASES_RUN = CASES_TOTAL if FULL else CASES_TOTAL - len(HEAVY)
 ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
+TIMING = {"FAILED BY CLIENT", "UNCLEAN"}  # closing outcomes a slow machine can cause: see run_suite
 
 # Large enough for the 9.x cases (16 MB messages).
 ECHO = """
@@ -56,10 +57,12 @@ stage {{
 
 
 def run_suite(port: int) -> list:
-    """The suite's results. A case whose only fault is that the client dropped the TCP
-    connection first ("FAILED BY CLIENT": the server's close did not reach it within the
-    client's one-second wait, which a loaded two-core machine can miss) runs once more, and
-    its second result counts; any other fault stands as it is."""
+    """The suite's results. A case whose only fault is a timing the client imposes runs once
+    more, and its second result counts; any other fault stands as it is. Those timings: the
+    client dropped the TCP connection first ("FAILED BY CLIENT": the server's close did not
+    reach it within the client's one-second wait), or the close handshake had not ended when
+    the client killed the connection ("UNCLEAN": the UTF-8 cases of group 6 kill it 0.5 s after
+    opening). A loaded two-core machine can miss either."""
     async def run(cases: list[str] | None, exclude: list[str] | None) -> list:
         try:
             return await kosoku.run_fuzzingclient(f"ws://127.0.0.1:{port}", cases, exclude, concurrency=2)
@@ -69,9 +72,9 @@ def run_suite(port: int) -> list:
     async def main() -> list:
         results = await run(None, None if FULL else HEAVY)
         late = [r.case_id for r in results
-                if r.behavior.value in ACCEPTED and r.behavior_close.value == "FAILED BY CLIENT"]
+                if r.behavior.value in ACCEPTED and r.behavior_close.value in TIMING]
         if late:
-            print(f"\nrunning again, the client closed first: {late}")
+            print(f"\nrunning again, the client's timing ended them: {late}")
             again = {r.case_id: r for r in await run(late, None)}
             results = [again.get(r.case_id, r) for r in results]
         return results

@@ -483,3 +483,31 @@ def test_misplaced_and_misnamed_components(dirs: Dirs) -> None:
         ("<text>:6:5", 'found a second app named "a" in stage, expected unique names (the first is at <text>:3:5)'),
         ("<text>:7:5", "found handlet 'tProbeHandlet' in stage, expected it inside app or rule"),
     ]
+
+
+def test_two_listeners_of_one_transport_on_one_address_are_refused(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let both bind and split the traffic between them without a word."""
+    text = """stage {
+    udpsMesher "a" {
+        .address = "127.0.0.1:5300"
+        case { udpsProxy { .toBackend = "b" } }
+    }
+    udpsMesher "b2" {
+        .address = "127.0.0.1:5300"
+        case { udpsProxy { .toBackend = "b" } }
+    }
+    udpsBackend "b" { .nodes = ( [ "address": "127.0.0.1:53" ] ) }
+    echoServer "tcp" { .address = "127.0.0.1:5300" }
+    echoServer "other" { .address = "127.0.0.1:5301" }
+}
+"""
+    with pytest.raises(ConfigError) as info:
+        Stage.from_text(text, Dirs.under(str(tmp_path)), file="g.conf").configure()
+    problems = info.value.problems
+    assert len(problems) == 1, problems
+    msg = str(problems[0])
+    assert "g.conf:7" in msg and 'udpsMesher "b2"' in msg and 'udpsMesher "a" (line 2)' in msg, msg
+    # A UDP mesher and a TCP server on one port do not share anything: accepted.
+    Stage.from_text(text.replace('udpsMesher "b2" {\n        .address = "127.0.0.1:5300"',
+                                 'udpsMesher "b2" {\n        .address = "127.0.0.1:5302"'),
+                    Dirs.under(str(tmp_path)), file="g.conf").configure()
