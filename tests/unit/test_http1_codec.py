@@ -720,3 +720,120 @@ def test_chunked_round_trip_through_parser() -> None:
     body = b"".join(encode_chunk(x) for x in pieces) + encode_last_chunk([("X-Trailer", "v 1")])
     got = whole(TE_CHUNKED + body)
     assert got[1:] == [("body", b"".join(pieces)), ("eom", [("x-trailer", "v 1")]), "PAUSED", "CLOSED"]
+
+
+# ---------------------------------------------------------------------------
+# A keep-alive connection's repeated field section is parsed once
+# ---------------------------------------------------------------------------
+
+
+def _heads_on_one_connection(raws: list[bytes]) -> list[RequestHead | ProtocolError]:
+    """Each head parsed by one parser in turn, as a keep-alive connection does."""
+    p = RequestParser()
+    out: list[RequestHead | ProtocolError] = []
+    for raw in raws:
+        p.feed(raw)
+        try:
+            ev = p.next_event()
+        except ProtocolError as e:
+            out.append(e)
+            p = RequestParser()  # a dead parser stays dead; the next connection is a new one
+            continue
+        assert isinstance(ev, RequestHead)
+        out.append(ev)
+        while (rest := p.next_event()) is not PAUSED:  # its body, if any, then the next head
+            assert rest is not NEED_DATA, raw
+        p.start_next()
+    return out
+
+
+def _fresh(raw: bytes) -> RequestHead | ProtocolError:
+    p = RequestParser()
+    p.feed(raw)
+    try:
+        ev = p.next_event()
+    except ProtocolError as e:
+        return e
+    assert isinstance(ev, RequestHead)
+    return ev
+
+
+def _same(a: RequestHead | ProtocolError, b: RequestHead | ProtocolError) -> bool:
+    if isinstance(a, ProtocolError) or isinstance(b, ProtocolError):
+        return isinstance(a, ProtocolError) and isinstance(b, ProtocolError) and a.status == b.status
+    return head_summary(a) == head_summary(b)
+
+
+FIELDS = b"Host: example.com\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n"
+
+
+def test_repeated_fields_with_another_request_line_give_that_request() -> None:
+    raws = [b"GET /a?x=1 HTTP/1.1\r\n" + FIELDS, b"DELETE /b HTTP/1.1\r\n" + FIELDS,
+            b"GET /c HTTP/1.0\r\n" + FIELDS]
+    heads = _heads_on_one_connection(raws)
+    for raw, head in zip(raws, heads):
+        assert _same(head, _fresh(raw)), (raw, head)
+    a, b, c = heads
+    assert isinstance(b, RequestHead) and b.method == "DELETE" and b.target == "/b"
+    assert isinstance(c, RequestHead) and c.version == "1.0" and c.keep_alive  # 1.0 + keep-alive
+
+
+def test_repeated_fields_are_a_new_list_each_time() -> None:
+    """A handler that edits one request's headers must not edit the next one's."""
+    p = RequestParser()
+    heads = []
+    for target in (b"/a", b"/b", b"/c"):
+        p.feed(b"GET " + target + b" HTTP/1.1\r\n" + FIELDS)
+        head = p.next_event()
+        assert isinstance(head, RequestHead)
+        heads.append(head)
+        head.headers.append(("x-added", target.decode()))  # what a handler might do
+        p.end_bodyless()
+    assert [h.headers[-1] for h in heads] == [("x-added", "/a"), ("x-added", "/b"), ("x-added", "/c")]
+    assert all(len(h.headers) == 4 for h in heads)
+
+
+def test_fields_that_only_end_like_the_last_ones_are_parsed() -> None:
+    """A head whose tail equals the last field section but that has more fields before it (or a
+    broken request line) must not be taken for a repeat."""
+    raws = [b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-More: 1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1xxHost: a\r\n\r\n",     # the same tail, no line break before it
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: b\r\n\r\n"]  # as long as the last fields, not the same
+    heads = _heads_on_one_connection(raws)
+    assert isinstance(heads[1], RequestHead) and ("x-more", "1") in heads[1].headers
+    assert isinstance(heads[3], ProtocolError) and heads[3].status == 400
+    assert isinstance(heads[5], ProtocolError) and heads[5].status == 400
+    assert isinstance(heads[7], RequestHead) and heads[7].host == "b"
+    for raw, head in zip(raws, heads):
+        assert _same(head, _fresh(raw)), raw
+
+
+def test_repeated_fields_are_still_checked_against_the_request_line() -> None:
+    """Semantics that depend on the request line (the version's framing rules, an absolute
+    target with an empty Host) are checked for every head, not remembered."""
+    te = b"Transfer-Encoding: chunked\r\nHost: a\r\n\r\n"
+    heads = _heads_on_one_connection([b"POST / HTTP/1.1\r\n" + te + b"0\r\n\r\n", b"POST / HTTP/1.0\r\n" + te])
+    assert isinstance(heads[0], RequestHead) and heads[0].chunked
+    assert isinstance(heads[1], ProtocolError) and heads[1].status == 400
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_connection_parses_like_fresh_parsers(seed: int) -> None:
+    """Differential: random sequences of heads (repeats, near-repeats, bad ones) on one parser
+    give what a fresh parser gives for each."""
+    import random
+
+    rng = random.Random(seed)
+    lines = [b"GET / HTTP/1.1", b"GET /x?y HTTP/1.0", b"HEAD /h HTTP/1.1", b"OPTIONS * HTTP/1.1",
+             b"GET http://other.lan/p HTTP/1.1", b"GET / HTTP/2.0", b"G@T / HTTP/1.1"]
+    sections = [b"Host: a\r\n", b"Host: a\r\nConnection: close\r\n", b"Host: a\r\nHost: b\r\n",
+                b"Host: \r\n", b"Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
+                b"Host: a\r\nExpect: 100-continue\r\n", b"Accept: */*\r\n", b"Host: a\r\nBad Name: 1\r\n"]
+    raws = [rng.choice(lines) + b"\r\n" + rng.choice(sections) + b"\r\n" for _ in range(40)]
+    for raw, head in zip(raws, _heads_on_one_connection(raws)):
+        assert _same(head, _fresh(raw)), raw

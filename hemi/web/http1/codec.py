@@ -669,7 +669,7 @@ class RequestParser(_MessageParser):
     request of its own (the classic smuggling vector).
     """
 
-    __slots__ = ("_last_host", "_max_uri")
+    __slots__ = ("_last_host", "_max_uri", "_last_fields", "_last_parsed")
 
     def __init__(
         self,
@@ -687,6 +687,11 @@ class RequestParser(_MessageParser):
         )
         self._max_uri = max_uri_size
         self._last_host: str | None = None  # Host already validated on this connection
+        # The field section of the last head parsed whole, with its fields and their index: a
+        # keep-alive client sends the same fields again and again (only the request line
+        # differs), so each connection parses them once. See _parse_whole_head.
+        self._last_fields = b""
+        self._last_parsed: tuple[list[tuple[str, str]], dict[str, str]] | None = None
 
     def _size_error(self, is_head: bool) -> ProtocolError:
         if not is_head:
@@ -694,6 +699,29 @@ class RequestParser(_MessageParser):
         if self._req is None:
             return ProtocolError(414, "request line too long")
         return ProtocolError(431, "request head too large")
+
+    def _parse_whole_head(self, raw: bytes) -> RequestHead | None:  # type: ignore[override]
+        """The whole-head parse, except that a field section equal to the last one on this
+        connection is not parsed again: only the request line is. The fields were validated
+        then, byte for byte the same now; their list is copied so that a handler changing a
+        request's headers cannot change the next request's."""
+        parsed = self._last_parsed
+        if parsed is not None:
+            fields = self._last_fields
+            nl = len(raw) - len(fields) - 2
+            if nl > 0 and raw.endswith(fields) and raw[nl:nl + 2] == b"\r\n":
+                # The request line regex admits no CTL, so the line needs no other check.
+                start = self._fast_start_line(raw[:nl].decode("latin-1"))
+                if start is not None:
+                    headers, index = parsed
+                    return self._finish_head(start, headers.copy(), index)
+        head = super()._parse_whole_head(raw)
+        if head is not None and head.headers:  # type: ignore[union-attr]
+            nl = raw.find(b"\r\n")
+            headers = head.headers  # type: ignore[union-attr]
+            self._last_fields = raw[nl + 2:]
+            self._last_parsed = (headers.copy(), dict(headers))  # _finish_head merges repeats
+        return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
         m = _REQUEST_LINE_RE.fullmatch(line)
