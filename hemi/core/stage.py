@@ -211,10 +211,10 @@ class Stage(Component):
         seen: dict[tuple, Component] = {}
         for comp in self.in_order():
             address = getattr(comp, "address", None)
-            transport = getattr(comp, "transport", None)
-            if address is None or transport is None:
+            kind = getattr(comp, "socket_kind", None)
+            if address is None or kind is None:
                 continue
-            key = (transport, address.host, address.port, address.path)
+            key = (kind, address.host, address.port, address.path)
             first = seen.setdefault(key, comp)
             if first is not comp:
                 value, _ = comp.find("address")

@@ -31,7 +31,7 @@ class Gated(Component):
     #: What the gates listen on: "stream" (TCP, or a unix stream socket) or "datagram" (UDP).
     #: Two components of one transport on one address would share it through SO_REUSEPORT and
     #: each receive a part of the other's traffic, so the stage refuses that at configure time.
-    transport = "stream"
+    socket_kind = "stream"
 
     def on_configure(self) -> None:
         address = self.configure_string("address", None, required=True)

@@ -132,7 +132,7 @@ class UdpsMesher(Mesher):
     """Cases over UDP sessions; ``$transport`` is "udp"."""
 
     transports = ("udp",)
-    transport = "datagram"
+    socket_kind = "datagram"
 
     def on_configure(self) -> None:
         super().on_configure()
