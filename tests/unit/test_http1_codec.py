@@ -837,3 +837,16 @@ def test_one_connection_parses_like_fresh_parsers(seed: int) -> None:
     raws = [rng.choice(lines) + b"\r\n" + rng.choice(sections) + b"\r\n" for _ in range(40)]
     for raw, head in zip(raws, _heads_on_one_connection(raws)):
         assert _same(head, _fresh(raw)), raw
+
+
+def test_a_large_field_section_is_not_remembered() -> None:
+    """An idle connection must not hold a big head its client chose to send."""
+    p = RequestParser()
+    small = b"GET / HTTP/1.1\r\n" + FIELDS
+    big = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: " + b"c" * 3000 + b"\r\n\r\n"
+    for raw, remembered in ((small, True), (big, False), (small, True), (big, False)):
+        p.feed(raw)
+        assert isinstance(p.next_event(), RequestHead)
+        p.end_bodyless()
+        assert (p._last_parsed is not None) == remembered
+        assert len(p._last_fields) < 2048

@@ -650,6 +650,12 @@ class _MessageParser:
         raise NotImplementedError
 
 
+# The longest field section a connection remembers (see RequestParser._parse_whole_head): what
+# curl, API clients and browsers without large cookies send. An idle keep-alive connection then
+# holds a few kilobytes at most, not a 16 KiB head a client chose to send.
+_MAX_REMEMBERED_FIELDS: Final = 2048
+
+
 class RequestParser(_MessageParser):
     """Incremental, strict HTTP/1.x request parser.
 
@@ -718,9 +724,13 @@ class RequestParser(_MessageParser):
         head = super()._parse_whole_head(raw)
         if head is not None and head.headers:  # type: ignore[union-attr]
             nl = raw.find(b"\r\n")
-            headers = head.headers  # type: ignore[union-attr]
-            self._last_fields = raw[nl + 2:]
-            self._last_parsed = (headers.copy(), dict(headers))  # _finish_head merges repeats
+            if len(raw) - nl <= _MAX_REMEMBERED_FIELDS:
+                headers = head.headers  # type: ignore[union-attr]
+                self._last_fields = raw[nl + 2:]
+                self._last_parsed = (headers.copy(), dict(headers))  # _finish_head merges repeats
+            elif parsed is not None:  # an idle connection holds no large section
+                self._last_fields = b""
+                self._last_parsed = None
         return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
