@@ -21,9 +21,15 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+# Every port handed out in this test session: never handed out again, so a port a test closed
+# (a "dead" upstream, a stopped gorox) cannot become another listener of the same test.
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports free on 127.0.0.1 for both TCP and UDP (configs put udpsMeshers on
-    them too). The sockets stay open until all are found, so no port is handed out twice."""
+    them too), none handed out before in this session. gorox binds with SO_REUSEPORT, so two of
+    its listeners given one port would both bind it and split the traffic, silently."""
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
@@ -32,6 +38,8 @@ def free_ports(n: int) -> list[int]:
             held.append(t)
             t.bind(("127.0.0.1", 0))
             port = t.getsockname()[1]
+            if port in _HANDED_OUT:
+                continue
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             held.append(u)
             try:
@@ -39,6 +47,7 @@ def free_ports(n: int) -> list[int]:
             except OSError:
                 continue
             ports.append(port)
+            _HANDED_OUT.add(port)
         return ports
     finally:
         for s in held:

@@ -15,6 +15,7 @@ import pytest
 
 from hemi.net import dns
 
+from ..conftest import free_port
 from .test_socks import UdpEcho
 
 pytestmark = pytest.mark.skipif(not (shutil.which("dnsmasq") and shutil.which("dig")),
@@ -22,9 +23,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which("dnsmasq") and shutil.which("d
 
 
 def udp_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # free for UDP too, and never handed out again
 
 
 @pytest.fixture(scope="module")
