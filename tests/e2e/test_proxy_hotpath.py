@@ -75,3 +75,45 @@ def test_client_going_away_closes_the_pooled_upstream_connection(gorox, farm: Fa
         assert wait_until(lambda: a.requests == 2)
     assert a.hold_closed.wait(5), "the upstream connection stayed open after the client left"
     assert httpx.get(g.url("/who")).text == "a"
+
+
+def test_repeated_fields_are_relayed_as_each_request_has_them(gorox, farm: Farm) -> None:
+    """The upstream fields of a body-less request are rendered once per set of (headers,
+    client, scheme, authority): every request must still reach the upstream with its own
+    target, its own fields and its own client's address."""
+    import json
+    import socket
+
+    a = farm.node("a")
+    g = start(gorox, [(a, 1)], proxy='.addRequestHeaders = ["x-added": "yes"]')
+
+    def echo(c: Conn, target: str, fields: str) -> dict:
+        c.send(f"GET {target} HTTP/1.1\r\n{fields}\r\n".encode())
+        r = c.read_response()
+        assert r.status == 200, r
+        return json.loads(r.body)
+
+    def fields_of(seen: dict) -> dict[str, str]:
+        return {k: v for k, v in seen["headers"]}
+
+    base = "Host: x\r\nX-A: 1\r\n"
+    with Conn(g.port) as c:
+        first = echo(c, "/echo?one", base)
+        again = echo(c, "/echo?two", base)  # same fields, another target
+        other = echo(c, "/echo", "Host: x\r\nX-A: 2\r\n")  # same names, another value
+        hidden = echo(c, "/echo", "Host: x\r\nConnection: x-a\r\nX-A: 3\r\n")  # X-A is hop-by-hop here
+        host = echo(c, "/echo", "Host: y\r\nX-A: 1\r\n")
+    assert first["target"] == "/echo?one" and again["target"] == "/echo?two"
+    assert fields_of(first)["x-a"] == "1" and fields_of(again)["x-a"] == "1" and fields_of(other)["x-a"] == "2"
+    assert "x-a" not in fields_of(hidden) and "connection" not in fields_of(hidden)
+    assert fields_of(host)["x-forwarded-host"] == "y" and fields_of(first)["x-forwarded-host"] == "x"
+    for seen in (first, again, other, hidden, host):
+        f = fields_of(seen)
+        assert f["x-added"] == "yes" and f["x-forwarded-for"] == "127.0.0.1", f
+    # The same fields from another client address: its own X-Forwarded-For.
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", g.port))
+    with Conn(g.port, sock=s) as c:
+        seen = echo(c, "/echo?one", base)
+    assert fields_of(seen)["x-forwarded-for"] == "127.0.0.2"

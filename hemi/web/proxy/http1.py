@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file in pieces this big
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
 _GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
+_MAX_RENDERED: Final = 2048        # longer rendered request fields (big cookies) are not kept
 _SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
 _UNKNOWN: Final = object()
 # Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
@@ -184,6 +185,8 @@ class Http1Proxy(Handlet):
         self._request_drop = _REQUEST_DROP | self.del_request_headers
         self._response_drop = _RESPONSE_DROP | self.del_response_headers
         self._added_request = "".join(f"{k}: {v}\r\n" for k, v in self.add_request_headers)
+        # Rendered upstream fields of body-less requests, by (headers, client, scheme, authority).
+        self._rendered: dict[tuple, bytes] = {}
         # What every relayed head ends with, rendered once: our Via and .addResponseHeaders.
         self._response_tail = "".join(f"{k}: {v}\r\n" for k, v in [("via", self._via), *self.add_response_headers]
                                       ).encode("latin-1", "replace")
@@ -352,13 +355,32 @@ class Http1Proxy(Handlet):
         return req.header("host") or ""
 
     def _request_head(self, req: "Request", host: str, body: "BodyContent | None") -> bytes:
-        """The upstream request line and fields (one string, encoded once)."""
+        """The upstream request line and fields (one string, encoded once). A body-less
+        request's fields, with the forwarding ones, depend only on its headers and where it came
+        from: those of a client repeating its fields (every keep-alive client does) are looked
+        up, not filtered and rendered again."""
+        target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.uri
+        line = f"{req.method} {target} HTTP/1.1\r\nhost: {host}\r\n"
+        if body is None and req.content_length is None and not req.chunked and req.upgrade is None:
+            key = (tuple(req.headers), req.peer[0], req.scheme, req.authority)
+            fields = self._rendered.get(key)
+            if fields is None:
+                fields = self._fields(req, None)
+                if len(fields) <= _MAX_RENDERED:
+                    if len(self._rendered) >= 256:
+                        self._rendered.clear()  # a new generation: the clients of now come back at once
+                    self._rendered[key] = fields
+            return line.encode("latin-1") + fields
+        return line.encode("latin-1") + self._fields(req, body)
+
+    def _fields(self, req: "Request", body: "BodyContent | None") -> bytes:
+        """Everything after the Host line: the request's end-to-end fields, its framing, the
+        forwarding fields and ours, and the empty line."""
         drop = self._request_drop
         conn_opts = req.header("connection")
         if conn_opts is not None and conn_opts.lower() not in ("keep-alive", "close"):
             drop = drop | connection_options(conn_opts)
-        target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.uri
-        lines = [f"{req.method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
+        lines: list[str] = []
         append = lines.append
         via, xff = copy_request_headers(req.headers, drop, append)
         if body is not None:
