@@ -16,6 +16,8 @@ import random as _random
 from itertools import accumulate
 from typing import Any, Protocol, Sequence, TypeVar
 
+from ..core.memo import remember
+
 
 class Weighted(Protocol):
     weight: int
@@ -83,10 +85,7 @@ class IPHash(Balancer):
         if score is None:
             digest = hashlib.blake2b(f"{ip}|{node.name}".encode(), digest_size=8).digest()
             u = (int.from_bytes(digest, "big") + 1) / (2 ** 64 + 2)  # strictly inside (0, 1)
-            score = -node.weight / math.log(u)
-            if len(self._cache) >= 65536:
-                self._cache.clear()
-            self._cache[key] = score
+            score = remember(self._cache, key, -node.weight / math.log(u), 65536)
         return score
 
     def pick(self, candidates: Sequence[N], client_ip: str = "") -> N | None:

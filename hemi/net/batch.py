@@ -107,8 +107,6 @@ class WriteBatch:
                 log.exception("flushing %r failed", conn)
 
 
-
-
 _batches: dict[int, WriteBatch] = {}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Final, NamedTuple
 
+from ..core.memo import remember
+
 __all__ = ["MAX_HEAD_SIZE", "HeadError", "ResponseHead", "HeadBlockParser"]
 
 MAX_HEAD_SIZE: Final = 64 * 1024
@@ -140,9 +142,7 @@ class HeadBlockParser:
         if parsed is None:
             status, reason, headers = self._parse(raw.decode("latin-1"))
             if end <= MAX_CACHED_HEAD:
-                if len(cache) >= MAX_CACHED_HEADS:
-                    cache.clear()
-                cache[raw] = (status, reason, tuple(headers))
+                remember(cache, raw, (status, reason, tuple(headers)), MAX_CACHED_HEADS)
         else:
             status, reason, fields = parsed
             headers = list(fields)

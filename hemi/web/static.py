@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from ..config.errors import ConfigError
 from ..core.registry import handlet
+from ..core.memo import remember
 from .autoindex import render_listing, scan_directory
 from .conditional import (content_range, evaluate_preconditions, if_range_allows, make_etag,
                           multipart_byteranges, parse_range, unsatisfied_range)
@@ -198,9 +199,7 @@ class Static(Handlet):
         ttl = self.fcache.timeout
         known = _Known(now + ttl, inside, guess_type(full, self.mime_types, self.default_type))
         if ttl > 0:
-            if len(memo) >= _MAX_KNOWN:
-                memo.clear()
-            memo[full] = known
+            remember(memo, full, known, _MAX_KNOWN)
         return known
 
     def _validators(self, known: "_Known", entry: "FileEntry") -> None:

@@ -733,7 +733,7 @@ def test_encoded_pairs_are_remembered_and_the_cache_is_bounded(monkeypatch: pyte
     long pair is never kept; str and bytes spellings of a pair both work."""
     cache = fc._encoded_pair.__self__  # type: ignore[attr-defined]
     cache.clear()
-    monkeypatch.setattr(fc, "MAX_CACHED_PAIRS", 3)
+    monkeypatch.setattr(cache, "limit", 3)
     params = [(b"A", b"1"), ("B", "2"), (b"C", b"x" * 300)]
     first = fc.encode_params(1, params)
     assert (b"A", b"1") in cache and ("B", "2") in cache

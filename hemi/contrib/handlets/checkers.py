@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ...config.tree import LIST, STRING, Value
 from ...core.registry import handlet
+from ...core.memo import remember
 from ...web.handlet import Handlet
 
 if TYPE_CHECKING:
@@ -142,10 +143,7 @@ class AccessTable:
     def allows(self, ip: str) -> bool:
         verdict = self._cache.get(ip)
         if verdict is None:
-            verdict = self._decide(ip)
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[ip] = verdict
+            verdict = remember(self._cache, ip, self._decide(ip), self.CACHE_SIZE)
         return verdict
 
     def _decide(self, ip: str) -> bool:

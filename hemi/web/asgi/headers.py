@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ...core.memo import Memo
+
 __all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_name",
            "response_value"]
 
@@ -34,21 +36,14 @@ MAX_CACHED = 4096       # entries per cache; beyond it, names and values are che
 MAX_CACHED_VALUE = 64   # longer values (cookies, ETags, URLs) are rarely repeated
 
 
-class _EncodedPairs(dict):
-    """``(name, value)`` -> ``(name bytes, value bytes)``; a miss encodes (and remembers)."""
-
-    def __missing__(self, pair: tuple[str, str]) -> tuple[bytes, bytes]:
-        name, value = pair
-        # UTF-8 is the fast encoder and equals latin-1 for ASCII; obs-text takes latin-1.
-        encoded = (name.encode(), value.encode() if value.isascii() else value.encode("latin-1"))
-        if len(value) <= MAX_CACHED_VALUE:
-            if len(self) >= MAX_CACHED:
-                self.clear()  # a new generation: what is common now comes back at once
-            self[pair] = encoded
-        return encoded
+def _encode_pair(pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    name, value = pair
+    # UTF-8 is the fast encoder and equals latin-1 for ASCII; obs-text takes latin-1.
+    return name.encode(), value.encode() if value.isascii() else value.encode("latin-1")
 
 
-_encoded_pair = _EncodedPairs().__getitem__
+# ``(name, value)`` -> ``(name bytes, value bytes)``; long values are never kept.
+_encoded_pair = Memo(_encode_pair, MAX_CACHED, lambda pair, _: len(pair[1]) <= MAX_CACHED_VALUE).__getitem__
 
 
 def request_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ...core.memo import Memo
 from ..cgihead import MAX_HEAD_SIZE, HeadBlockParser, ResponseHead, to_bytes
 
 __all__ = [
@@ -259,28 +260,14 @@ def _nv_pair(name: str | bytes, value: str | bytes) -> bytes:
     return b"".join((prefix, name, value))
 
 
-class _EncodedPairs(dict):
-    """``(name, value)`` -> the encoded pair; a miss encodes (and remembers short pairs).
-
-    Most of a request's variables repeat from request to request (GATEWAY_INTERFACE,
-    SERVER_*, DOCUMENT_ROOT, REQUEST_METHOD, HTTP_HOST, HTTP_USER_AGENT, the script of a busy
-    URL...), so the PARAMS content is built by a C loop of dict lookups. Bounded: a full cache
-    starts a new generation, and long values (cookies, long URIs) are never kept.
-    """
-
-    def __missing__(self, pair: tuple[str | bytes, str | bytes]) -> bytes:
-        name, value = pair
-        encoded = _nv_pair(name, value)
-        if len(encoded) <= MAX_CACHED_PAIR:
-            if len(self) >= MAX_CACHED_PAIRS:
-                self.clear()
-            self[pair] = encoded
-        return encoded
-
-
 MAX_CACHED_PAIRS: Final = 4096   # entries in the pair cache
 MAX_CACHED_PAIR: Final = 160     # longer encoded pairs are built every time
-_encoded_pair = _EncodedPairs().__getitem__
+# ``(name, value)`` -> the encoded pair. Most of a request's variables repeat from request to
+# request (GATEWAY_INTERFACE, SERVER_*, DOCUMENT_ROOT, REQUEST_METHOD, HTTP_HOST,
+# HTTP_USER_AGENT, the script of a busy URL...), so the PARAMS content is built by a C loop of
+# dict lookups. Long pairs (cookies, long URIs) are never kept.
+_encoded_pair = Memo(lambda pair: _nv_pair(*pair), MAX_CACHED_PAIRS,
+                     lambda pair, encoded: len(encoded) <= MAX_CACHED_PAIR).__getitem__
 
 
 def encode_params(request_id: int, params: Sequence[tuple[str | bytes, str | bytes]]) -> bytes:

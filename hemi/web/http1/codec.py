@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, Final
 
+from ...core.memo import remember
+
 __all__ = [
     "NEED_DATA",
     "PAUSED",
@@ -928,9 +930,8 @@ class ResponseParser(_MessageParser):
             head = super()._parse_whole_head(raw)
             self._raw = b""
         if head is not None and head.status >= 200 and len(raw) <= _MAX_CACHED_HEAD:  # type: ignore[union-attr]
-            if len(cache) >= _MAX_CACHED_HEADS:
-                cache.clear()
-            cache[raw] = (head, self._state, self._remaining, len(head.headers))  # type: ignore[union-attr]
+            remember(cache, raw, (head, self._state, self._remaining, len(head.headers)),  # type: ignore[union-attr]
+                     _MAX_CACHED_HEADS)
         return head  # type: ignore[return-value]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
+from ...core.memo import remember
 from . import HOP_BY_HOP, connection_options
 
 if TYPE_CHECKING:
@@ -56,10 +57,7 @@ def http_var_name(name: str) -> bytes | None:
         var = None
     else:
         var = b"HTTP_" + name.upper().replace("-", "_").encode("latin-1")
-    if len(_NAMES) >= _NAMES_MAX:
-        _NAMES.clear()
-    _NAMES[name] = var
-    return var
+    return remember(_NAMES, name, var, _NAMES_MAX)
 
 
 _GATE_ADDRESSES: "weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]]" = weakref.WeakKeyDictionary()

@@ -32,6 +32,7 @@ import re
 from typing import TYPE_CHECKING, Callable, Final
 
 from ...core.registry import handlet
+from ...core.memo import remember
 from ..fcgi.codec import (REQUEST_COMPLETE, CgiHeadParser, EndRequest, FcgiError, ResponseHead, ResponseParser,
                           Stdout, begin_request, encode_params, encode_stdin)
 from .cgivars import cgi_vars
@@ -169,9 +170,7 @@ class FcgiProxy(GatewayProxy):
         if split is None:
             split = self._split(path)
             if len(path) <= 256:
-                if len(self._splits) >= 1024:
-                    self._splits.clear()
-                self._splits[path] = split
+                remember(self._splits, path, split, 1024)
         return split
 
     def _split(self, path: str) -> tuple[str, str]:

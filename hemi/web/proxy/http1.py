@@ -29,6 +29,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from ...core.registry import backend, handlet
+from ...core.memo import remember
 from ...net.address import Address
 from ...net.backend import (Backend, bind_backend, BackendConn, BackendError, BackendTimeout, ConnectError, Node,
                             open_connection)
@@ -367,9 +368,7 @@ class Http1Proxy(Handlet):
             if fields is None:
                 fields = self._fields(req, None)
                 if len(fields) <= _MAX_RENDERED:
-                    if len(self._rendered) >= 256:
-                        self._rendered.clear()  # a new generation: the clients of now come back at once
-                    self._rendered[key] = fields
+                    remember(self._rendered, key, fields, 256)
             return line.encode("latin-1") + fields
         return line.encode("latin-1") + self._fields(req, body)
 
@@ -439,10 +438,7 @@ class Http1Proxy(Handlet):
             kept = self._kept_fields
             raw = kept.get(rhead.raw, _UNKNOWN)
             if raw is _UNKNOWN:  # a head not seen before (the codec hands out the same head again)
-                raw = self._raw_fields(rhead)
-                if len(kept) >= 256:
-                    kept.clear()
-                kept[rhead.raw] = raw
+                raw = remember(kept, rhead.raw, self._raw_fields(rhead), 256)
             if raw is not None:
                 resp.raw_head = raw
                 return
