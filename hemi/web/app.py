@@ -3,7 +3,6 @@ answers the requests whose hostname it claims."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Awaitable
 from ..core.component import Component
 from ..core.logs import AccessLog
 from ..core.registry import register
+from .deferred import SETTLED_LATER
 from .errors import error_page
 from .handlet import Handlet, Reviser, Socklet
 from .rule import Rule
@@ -90,7 +90,7 @@ class App(Component):
     # -- serving ---------------------------------------------------------------------------------------
     def dispatch(self, req: "Request", resp: "Response", start: int = 0) -> bool | Awaitable[bool]:
         """Walk the rules in order (from ``start``); the first that answers wins. Nothing
-        answers: 404. An awaitable result is True once answered, except an ``asyncio.Future``
+        answers: 404. An awaitable result is True once answered, except a ``Deferred`` or an ``asyncio.Future``
         passed up from a rule's last handlet as is: whoever awaits it reads a result other
         than True (or None with the response sent) as "not answered" and calls
         :meth:`fall_through`."""
@@ -103,7 +103,7 @@ class App(Component):
                 if result is True:
                     return True
                 if result is not False:
-                    if isinstance(result, asyncio.Future):
+                    if isinstance(result, SETTLED_LATER):
                         return result
                     return self._continue(result, i, req, resp)
         self.send_not_found(resp)

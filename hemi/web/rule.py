@@ -6,7 +6,6 @@ request costs one call and no parsing.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import re
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ..config.tree import Condition
 from ..core.component import Component
 from ..core.registry import register
+from .deferred import SETTLED_LATER
 from .errors import HTTPError
 from .handlet import Handlet, Reviser, Socklet
 from .websocket.handshake import is_websocket_upgrade
@@ -196,7 +196,7 @@ class Rule(Component):
                     return True
                 continue
             if inspect.isawaitable(result):
-                if i == len(handlets) - 1 and isinstance(result, asyncio.Future):
+                if i == len(handlets) - 1 and isinstance(result, SETTLED_LATER):
                     # The last handlet's future, untouched: the connection waits on it without a
                     # task, and reads its result as _continue would (see App.fall_through).
                     return result

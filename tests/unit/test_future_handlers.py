@@ -173,3 +173,110 @@ def test_response_parser_keeps_the_raw_fields(split: int) -> None:
     plain = ResponseParser("GET")
     plain.feed(data)
     assert plain.next_event().raw == b""  # type: ignore[union-attr]
+
+
+# -- Deferred: the connection hears of the answer in the callback that settles it ------------------------
+
+
+class _Deferring(Handlet):
+    """Returns a Deferred the test settles; records whether its on_cancel hook ran."""
+
+    pending: "list[tuple[Any, Any]]" = []
+    cancelled: list[bool] = []
+
+    def handle(self, req: Any, resp: Any) -> Any:
+        from hemi.web.deferred import Deferred
+        d = Deferred(asyncio.get_running_loop(), lambda: _Deferring.cancelled.append(True))
+        _Deferring.pending.append((d, resp))
+        return d
+
+
+DEFERRING_CONF = CONF.replace("_testLater", "_testDeferring")
+
+
+async def _serve_deferring() -> tuple[Stage, Http1Conn, RecordingTransport]:
+    registry.add("_testDeferring", "handlet", _Deferring)
+    try:
+        stage = Stage.from_text(DEFERRING_CONF, Dirs.under(tempfile.mkdtemp()))
+        stage.configure()
+    finally:
+        registry.remove("_testDeferring")
+    stage.prepare()
+    await stage.start()
+    server = stage.get("server", "main")
+    conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    _Deferring.pending.clear()
+    _Deferring.cancelled.clear()
+    return stage, conn, transport
+
+
+def test_a_deferred_ends_the_exchange_within_the_call_that_settles_it() -> None:
+    async def main() -> None:
+        stage, conn, t = await _serve_deferring()
+        # Two pipelined requests: the second is read as soon as the first is answered.
+        conn.data_received(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n")
+        d, resp = _Deferring.pending.pop()
+        assert conn.task is d
+        resp.send(b"a", "text/plain")
+        d.set_result(True)
+        # No loop pass yet: the exchange ended and the next request is already waiting on its own.
+        assert len(_Deferring.pending) == 1 and conn.task is _Deferring.pending[0][0]
+        d2, resp2 = _Deferring.pending.pop()
+        d2.set_exception(HTTPError(503, "busy"))  # an error goes the task's way
+        await _settle()
+        assert t.out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 503 " in t.out, t.out
+        assert conn.req is None
+
+        t.out = b""
+        conn.data_received(b"GET /second HTTP/1.1\r\nhost: x\r\n\r\n")
+        d, _ = _Deferring.pending.pop()
+        d.set_result(False)  # not answered: the later rule answers, as with a future
+        await _settle()
+        assert t.out.endswith(b"second"), t.out
+
+        conn.data_received(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        d, _ = _Deferring.pending.pop()
+        t.out = b""
+        conn.connection_lost(None)  # the client left: the producer's hook runs at once
+        assert d.cancelled() and _Deferring.cancelled == [True] and t.out == b""
+        d.set_result(True)          # a late answer is ignored
+        await stage.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_deferred_can_be_awaited_and_an_awaiter_cancelled_cancels_it() -> None:
+    """HTTP/2 and HTTP/3 streams (and the rules' slow path) await what handlers return."""
+    from hemi.web.deferred import Deferred
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        d = Deferred(loop)
+        waiter = loop.create_task(_await(d))
+        await asyncio.sleep(0)
+        d.set_result(True)
+        assert await waiter is True
+
+        hooked: list[int] = []
+        d = Deferred(loop, lambda: hooked.append(1))
+        waiter = loop.create_task(_await(d))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert d.cancelled() and hooked == [1]
+
+        d = Deferred(loop)
+        d.set_exception(HTTPError(502, "x"))
+        with pytest.raises(HTTPError):
+            await d
+        heard: list[Any] = []
+        d.listen(heard.append)  # already settled: told at once
+        assert heard == [d]
+
+    async def _await(d: Any) -> Any:
+        return await d
+
+    asyncio.run(main())

@@ -232,3 +232,65 @@ def test_interim_and_chunked_heads_are_framed_every_time() -> None:
         evs = events(data)
         assert [e.status for e in evs if type(e) is ResponseHead] == [100, 200]
         assert evs[-3:] == [Body(b"abc"), EndOfMessage([]), PAUSED]
+
+
+# -- take_whole: one call for a known head with all of its body ----------------------------------------
+
+
+def test_take_whole_answers_a_known_head_with_its_whole_body_in_one_call() -> None:
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Whole: 1\r\n\r\nhello"
+    p = ResponseParser("GET", keep_raw=True)
+    assert p.take_whole(data) is None           # a head never parsed: the events path
+    p.feed(data)
+    first = [p.next_event() for _ in range(4)]
+    assert first[1:] == [Body(b"hello"), EndOfMessage([]), PAUSED]
+    for _ in range(3):                          # now known: head and body in one call, each time
+        p.start_next("GET")
+        got = p.take_whole(data)
+        assert got is not None and got[0] is first[0] and got[1] == b"hello"
+        assert p.next_event() is PAUSED and p.buffered == 0   # where EndOfMessage leaves it
+
+
+@pytest.mark.parametrize("data", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Whole: 1\r\n\r\nhel",           # the body not all here
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Whole: 1\r\n\r\nhelloHTTP/1.1",  # bytes after it
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Whole: 1\r\n",                  # not even the head
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",  # chunked
+    b"HTTP/1.1 200 OK\r\nX-Whole: 1\r\n\r\nhello",                              # until close
+])
+def test_take_whole_leaves_anything_else_to_the_events(data: bytes) -> None:
+    """Not exactly one sized response: None, nothing consumed, and feeding gives the very
+    events a parser that never tried take_whole gives."""
+    for _ in range(2):
+        events(data)                             # any head among them is known now
+
+    def drive(p: ResponseParser) -> list:
+        p.feed(data)
+        out = []
+        for _ in range(4):
+            ev = p.next_event()
+            out.append(ev)
+            if ev is NEED_DATA or ev is PAUSED:
+                break
+        return out
+
+    tried = ResponseParser("GET")
+    assert tried.take_whole(data) is None
+    assert drive(tried) == drive(ResponseParser("GET"))
+
+
+def test_take_whole_only_starts_a_response() -> None:
+    """Bytes already buffered, a HEAD request's response, a parser past the head: None."""
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    events(data)
+    p = ResponseParser("GET")
+    p.feed(data[:5])
+    assert p.take_whole(data) is None          # something buffered before it
+    h = ResponseParser("HEAD")
+    assert h.take_whole(data) is None          # a HEAD response has no body: 2 bytes too many
+    events(data[:-2], "HEAD")
+    assert h.take_whole(data[:-2])[1] == b""   # type: ignore[index]
+    g = ResponseParser("GET")
+    g.feed(data[:-1])
+    g.next_event()
+    assert g.take_whole(b"i") is None           # inside a body

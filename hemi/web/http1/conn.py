@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...net.batch import Holder, batch_for
+from ..deferred import Deferred
 from ..errors import HTTPError, error_page, reason_of
 from ..exchange import Request, Response, TEXT_HTML, split_authority
 from ..paths import decode_path, split_target
@@ -377,9 +378,13 @@ class Http1Conn(Holder, asyncio.Protocol):
             self._finish_with_error(HTTPError(500))
 
     def _wait_for(self, result: Any) -> None:
-        """The handler answers later: a future settles (no task needed), anything else awaitable
-        runs in the exchange's task."""
-        if isinstance(result, asyncio.Future):
+        """The handler answers later: a Deferred or a future settles (no task needed), anything
+        else awaitable runs in the exchange's task. A Deferred tells us within the callback
+        that settles it (deferred.py); a future's callback runs one loop pass later."""
+        if type(result) is Deferred:
+            self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
+            result.listen(self._settled)
+        elif isinstance(result, asyncio.Future):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             result.add_done_callback(self._settled)
         else:

@@ -681,6 +681,19 @@ class _Exchange(FutureExchange):
     # -- Receiver ---------------------------------------------------------------------------------------
     def data(self, data: bytes) -> None:
         parser = self.parser
+        if self.rhead is None:
+            whole = parser.take_whole(data)
+            if whole is not None:  # the commonest answer: a known head and all of its body
+                self.rhead, body = whole
+                node = self.conn.node  # type: ignore[union-attr]
+                if node.fails:
+                    self.upstream.report(node, True)
+                self.parts.append(body)
+                try:
+                    self._complete([])
+                except BaseException as e:  # e.g. the client's connection broke while we answered
+                    self._fail_with(e)
+                return
         parser.feed(data)
         try:
             self._advance()

@@ -1,16 +1,19 @@
-"""The future a proxy's hot path hands to the client connection, and the task it falls back to.
+"""The answer a proxy's hot path hands to the client connection, and the task it falls back to.
 
-A proxy answers most requests from the upstream connection's callbacks: no task, one future,
-settled when the response has been written (see ``http1._Exchange`` and ``gateway._Exchange``).
-What the hot path does not finish goes on in a task running the proxy's coroutine code, and
-the task's outcome settles the same future. A client that goes away cancels the future; the
-exchange then stops its task, and lets go of its upstream connection in :meth:`abandon`.
+A proxy answers most requests from the upstream connection's callbacks: no task, one
+:class:`~hemi.web.deferred.Deferred`, settled when the response has been written (see
+``http1._Exchange`` and ``gateway._Exchange``); the HTTP/1 connection hears of it in the same
+callback. What the hot path does not finish goes on in a task running the proxy's coroutine
+code, and the task's outcome settles the same answer. A client that goes away cancels it;
+the exchange then stops its task, and lets go of its upstream connection in :meth:`abandon`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+from ..deferred import Deferred
 
 
 class FutureExchange:
@@ -21,26 +24,19 @@ class FutureExchange:
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
 
-    def new_future(self, loop: asyncio.AbstractEventLoop) -> "asyncio.Future[bool]":
-        fut = self.future = loop.create_future()
-        fut.add_done_callback(self._cancelled)
+    def new_future(self, loop: asyncio.AbstractEventLoop) -> Deferred:
+        fut = self.future = Deferred(loop, self._cancelled)
         return fut
 
     def settle(self, result: bool = True) -> None:
-        fut = self.future
-        if not fut.done():
-            fut.remove_done_callback(self._cancelled)
-            fut.set_result(result)
+        self.future.set_result(result)
 
     def settle_error(self, exc: BaseException) -> None:
-        fut = self.future
-        if not fut.done():
-            fut.remove_done_callback(self._cancelled)
-            fut.set_exception(exc)
+        self.future.set_exception(exc)
 
     def spawn(self, coro: Any) -> None:
         """Go on in a task (the coroutine owns the upstream connection from now on)."""
-        task = self.task = self.future.get_loop().create_task(coro)
+        task = self.task = self.future.loop.create_task(coro)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task) -> None:
@@ -48,7 +44,6 @@ class FutureExchange:
         fut = self.future
         if fut.done():
             return
-        fut.remove_done_callback(self._cancelled)
         if task.cancelled():
             fut.cancel()
         elif task.exception() is not None:
@@ -56,7 +51,7 @@ class FutureExchange:
         else:
             fut.set_result(task.result())
 
-    def _cancelled(self, fut: "asyncio.Future[bool]") -> None:
+    def _cancelled(self) -> None:
         """The exchange was given up (the client went away): stop the upstream side too."""
         if self.task is not None:
             self.task.cancel()
