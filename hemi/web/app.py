@@ -3,6 +3,7 @@ answers the requests whose hostname it claims."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -99,7 +100,18 @@ class App(Component):
             rule = rules[i]
             m = rule.matcher
             if m is None or m(req):
-                result = rule.execute(req, resp)
+                direct = rule.direct
+                if direct is None:
+                    result = rule.execute(req, resp)
+                else:  # one handlet: what execute() would do around it, without the call
+                    req.rule = rule
+                    result = direct(req, resp)
+                    if result is None:
+                        if resp.sent:
+                            return True
+                        continue
+                    if result is not True and result is not False and not isinstance(result, SETTLED_LATER):
+                        result = rule.settle_later(result, req, resp) if inspect.isawaitable(result) else False
                 if result is True:
                     return True
                 if result is not False:

@@ -28,14 +28,19 @@ Listener = Callable[["Deferred"], None]
 class Deferred:
     """One result (True: answered), an exception, or a cancellation; set once."""
 
-    __slots__ = ("loop", "on_cancel", "_done", "_result", "_error", "_cancelled", "_listener", "_future")
+    __slots__ = ("loop", "on_cancel", "eof_cancels", "value", "error", "_done", "_cancelled", "_listener", "_future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[], None] | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[], None] | None = None,
+                 eof_cancels: bool = False) -> None:
         self.loop = loop
         self.on_cancel = on_cancel
+        # The producer's wish: a client that closes its side gives the exchange up (a proxy:
+        # the upstream work stops when nobody waits for it; see Http1Conn.abort_on_eof).
+        self.eof_cancels = eof_cancels
+        # The outcome, for a listener to read directly (``result()`` raises the error).
+        self.value: Any = None
+        self.error: BaseException | None = None
         self._done = False
-        self._result: Any = None
-        self._error: BaseException | None = None
         self._cancelled = False
         self._listener: Listener | None = None
         self._future: asyncio.Future | None = None   # made only for an awaiter
@@ -56,16 +61,16 @@ class Deferred:
             raise asyncio.CancelledError()
         if not self._done:
             raise asyncio.InvalidStateError("the result is not set yet")
-        return self._error
+        return self.error
 
     def result(self) -> Any:
         if self._cancelled:
             raise asyncio.CancelledError()
         if not self._done:
             raise asyncio.InvalidStateError("the result is not set yet")
-        if self._error is not None:
-            raise self._error
-        return self._result
+        if self.error is not None:
+            raise self.error
+        return self.value
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(self)`` as soon as the result is set (at once if it is): the one
@@ -107,14 +112,14 @@ class Deferred:
         if self._done:
             return
         self._done = True
-        self._result = result
+        self.value = result
         self._tell()
 
     def set_exception(self, error: BaseException) -> None:
         if self._done:
             return
         self._done = True
-        self._error = error
+        self.error = error
         self._tell()
 
     def _tell(self) -> None:
@@ -128,10 +133,10 @@ class Deferred:
                 log.exception("a connection failed to take an answer")
         fut = self._future
         if fut is not None and not fut.done():
-            if self._error is not None:
-                fut.set_exception(self._error)
+            if self.error is not None:
+                fut.set_exception(self.error)
             else:
-                fut.set_result(self._result)
+                fut.set_result(self.value)
 
 
 # What a rule passes up untouched from its last handlet, for the connection to wait on

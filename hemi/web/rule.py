@@ -128,6 +128,7 @@ class Rule(Component):
         self.revisers: list[Reviser] = [c for c in self.children if isinstance(c, Reviser)]
         self.socklets: list[Socklet] = [c for c in self.children if isinstance(c, Socklet)]
         self.matcher: Matcher | None = None
+        self.direct: Callable[["Request", "Response"], Any] | None = None  # see on_prepare
 
     def on_bind(self) -> None:
         app: App = self.parent  # type: ignore[assignment]
@@ -154,6 +155,11 @@ class Rule(Component):
 
     def on_prepare(self) -> None:
         self.matcher = self.compile(self.block.cond)
+        # A rule that only hands the request to one handlet (no fixed answer, no revisers, no
+        # socklets) is run by App.dispatch calling that handlet directly: execute() would only
+        # add its checks around the one call.
+        lone = not self.return_code and not self.revisers and not self.socklets and len(self.handlets) == 1
+        self.direct: Callable[["Request", "Response"], Any] | None = self.handlets[0].handle if lone else None
 
     def compile(self, cond: Condition | None) -> Matcher | None:
         if cond is None:
@@ -202,6 +208,11 @@ class Rule(Component):
                     return result
                 return self._continue(result, [h.handle for h in handlets[i + 1:]], req, resp)
         return False
+
+    def settle_later(self, pending: Awaitable[Any], req: "Request", resp: "Response") -> Awaitable[bool]:
+        """The awaitable a lone handlet returned, read as execute() reads it (True once
+        answered, also when it gave None after sending)."""
+        return self._continue(pending, [], req, resp)
 
     def _serve_socket(self, req: "Request", resp: "Response") -> bool | Awaitable[bool]:
         """A rule of socklets answers WebSocket upgrades, each socklet in turn until one takes

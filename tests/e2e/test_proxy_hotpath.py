@@ -117,3 +117,23 @@ def test_repeated_fields_are_relayed_as_each_request_has_them(gorox, farm: Farm)
     with Conn(g.port, sock=s) as c:
         seen = echo(c, "/echo?one", base)
     assert fields_of(seen)["x-forwarded-for"] == "127.0.0.2"
+
+
+def test_client_half_closing_gives_the_exchange_up(gorox, farm: Farm) -> None:
+    """A client that closes its side while its request is with the upstream is gone as far as
+    a proxy is concerned (nginx's default): the upstream connection is closed, not pooled, and
+    so is the client's."""
+    import socket
+
+    a = farm.node("a")
+    g = start(gorox, [(a, 1)])
+    with Conn(g.port) as c:
+        c.send(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().body == b"a"  # the pool is warm: what follows is the hot path
+        c.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_until(lambda: a.requests == 2)
+        c.sock.shutdown(socket.SHUT_WR)
+        assert a.hold_closed.wait(5), "the upstream connection stayed open after the client's EOF"
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""  # and ours is closed, with no answer
+    assert httpx.get(g.url("/who")).text == "a"

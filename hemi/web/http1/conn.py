@@ -383,7 +383,9 @@ class Http1Conn(Holder, asyncio.Protocol):
         that settles it (deferred.py); a future's callback runs one loop pass later."""
         if type(result) is Deferred:
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
-            result.listen(self._settled)
+            if result.eof_cancels:
+                self.abort_on_eof()
+            result.listen(self._answered)
         elif isinstance(result, asyncio.Future):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             result.add_done_callback(self._settled)
@@ -402,6 +404,17 @@ class Http1Conn(Holder, asyncio.Protocol):
             self._end_exchange()
         else:
             self._wait_for(result)
+
+    def _answered(self, answer: Deferred) -> None:
+        """A Deferred's outcome, as soon as it is set: the common one (answered, all of the
+        response on its way) ends the exchange here; anything else is read as a future's."""
+        if answer.value is True and self.task is answer and answer.error is None:
+            resp = self.resp
+            if resp is not None and resp.finished:
+                self.task = None
+                self._end_exchange()
+                return
+        self._settled(answer)
 
     def _settled(self, fut: "asyncio.Future[Any]") -> None:
         """The handler's future is done: end the exchange here when it answered cleanly; a

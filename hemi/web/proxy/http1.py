@@ -38,6 +38,7 @@ from ..handlet import Handlet
 from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError, ResponseHead, ResponseParser,
                            encode_chunk, encode_last_chunk, render_response_head)
 from .connect import open_tunnel
+from ..deferred import Deferred
 from .settle import FutureExchange
 from . import (HOP_BY_HOP, IDEMPOTENT, configure_buffering_and_storer, connection_options, copy_request_headers,
                forwarding_headers)
@@ -238,15 +239,13 @@ class Http1Proxy(Handlet):
                 or req.method in _SLOW_METHODS or self.buffer_server_content or (req.is_absolute and self.forward)):
             return self._serve(req, resp)
         try:
-            node = backend.pick(req.client_ip)
+            node = backend.pick(req.peer[0])
         except ConnectError as e:
             raise HTTPError(502, str(e)) from None
         conn = backend.take(node)
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
-        abort_on_eof = getattr(req.stream, "abort_on_eof", None)
-        if abort_on_eof is not None:
-            abort_on_eof()  # a client that leaves cancels the exchange: the upstream connection is closed
+        # (The answer cancels itself when the client closes its side: eof_cancels in start.)
         return _Exchange(self, backend, conn, req, resp).start(
             self._request_head(req, self._upstream_host(req) or node.name, None))
 
@@ -353,14 +352,14 @@ class Http1Proxy(Handlet):
             if port == (":443" if self._tls_backend else ":80"):
                 port = ""
             return (self.hostname or req.hostname) + port
-        return req.header("host") or ""
+        return req.authority  # the Host field the codec checked (no per-request header map)
 
     def _request_head(self, req: "Request", host: str, body: "BodyContent | None") -> bytes:
         """The upstream request line and fields (one string, encoded once). A body-less
         request's fields, with the forwarding ones, depend only on its headers and where it came
         from: those of a client repeating its fields (every keep-alive client does) are looked
         up, not filtered and rendered again."""
-        target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.uri
+        target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.encoded_path + req.query_string
         line = f"{req.method} {target} HTTP/1.1\r\nhost: {host}\r\n"
         if body is None and req.content_length is None and not req.chunked and req.upgrade is None:
             key = (tuple(req.headers), req.peer[0], req.scheme, req.authority)
@@ -654,22 +653,20 @@ class _Exchange(FutureExchange):
 
     def __init__(self, proxy: Http1Proxy, upstream: Backend, conn: BackendConn, req: "Request",
                  resp: "Response") -> None:
-        super().__init__()
+        self.task = None
         self.proxy = proxy
         self.upstream = upstream
         self.conn: BackendConn | None = conn
         self.req = req
         self.resp = resp
         self.rhead: ResponseHead | None = None
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.gather = False
+        # parts, size, gather: set with rhead by _advance (a response taken whole needs none)
 
-    def start(self, head: bytes) -> "asyncio.Future[bool]":
+    def start(self, head: bytes) -> Deferred:
         conn = self.conn
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
-        fut = self.new_future(conn.loop)
+        fut = self.new_future(conn.loop, eof_cancels=True)  # a client that leaves: the upstream connection is closed
         try:
             conn.write(head)
         except BackendError:
@@ -683,14 +680,13 @@ class _Exchange(FutureExchange):
         parser = self.parser
         if self.rhead is None:
             whole = parser.take_whole(data)
-            if whole is not None:  # the commonest answer: a known head and all of its body
+            if whole is not None:  # the commonest answer: a head seen before with all of its body
                 self.rhead, body = whole
                 node = self.conn.node  # type: ignore[union-attr]
                 if node.fails:
                     self.upstream.report(node, True)
-                self.parts.append(body)
                 try:
-                    self._complete([])
+                    self._complete([], body)
                 except BaseException as e:  # e.g. the client's connection broke while we answered
                     self._fail_with(e)
                 return
@@ -705,7 +701,7 @@ class _Exchange(FutureExchange):
     def closed(self, exc: BaseException | None) -> None:
         if self.conn is None:
             return
-        if self.rhead is None and not self.parser.buffered and not self.parts:
+        if self.rhead is None and not self.parser.buffered:
             # Closed before any response byte: a pooled connection the upstream had given up.
             conn = self.conn
             self.conn = None
@@ -744,6 +740,8 @@ class _Exchange(FutureExchange):
             rhead = self.rhead = event
             length = rhead.content_length
             self.gather = length is not None and length <= _GATHER_LIMIT
+            self.parts = []
+            self.size = 0
             node = self.conn.node  # type: ignore[union-attr]
             if node.fails:
                 self.upstream.report(node, True)
@@ -768,7 +766,9 @@ class _Exchange(FutureExchange):
         self.conn = None
         self.spawn(self.proxy._relay(self.upstream, conn, parser, rhead, self.req, self.resp, parts))
 
-    def _complete(self, trailers: list[tuple[str, str]]) -> None:
+    def _complete(self, trailers: list[tuple[str, str]], body: bytes | None = None) -> None:
+        """The response is all here (``body``, or the parts gathered): pool the connection
+        first, then answer."""
         conn = self.conn
         assert conn is not None and self.rhead is not None
         conn.unlisten()
@@ -777,11 +777,13 @@ class _Exchange(FutureExchange):
         self.upstream.release(conn, reusable=rhead.keep_alive and rhead.version == "1.1" and not self.parser.buffered)
         resp = self.resp
         self.proxy._copy_head(rhead, resp)
-        parts = self.parts
+        if body is None:
+            parts = self.parts
+            body = parts[0] if len(parts) == 1 else b"".join(parts)
         if trailers:  # only a chunked response carries them on: stream it
-            self.spawn(self.proxy._send_chunked(resp, parts, trailers))
+            self.spawn(self.proxy._send_chunked(resp, [body], trailers))
             return
-        resp.send(parts[0] if len(parts) == 1 else b"".join(parts))
+        resp.send(body)
         self.settle()
 
     # -- endings ----------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ class FutureExchange:
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
 
-    def new_future(self, loop: asyncio.AbstractEventLoop) -> Deferred:
-        fut = self.future = Deferred(loop, self._cancelled)
+    def new_future(self, loop: asyncio.AbstractEventLoop, *, eof_cancels: bool = False) -> Deferred:
+        fut = self.future = Deferred(loop, self._cancelled, eof_cancels)
         return fut
 
     def settle(self, result: bool = True) -> None:
