@@ -718,11 +718,14 @@ class RequestParser(_MessageParser):
             fields = self._last_fields
             nl = len(raw) - len(fields) - 2
             if nl > 0 and raw.endswith(fields) and raw[nl:nl + 2] == b"\r\n":
-                # The request line regex admits no CTL, so the line needs no other check.
-                start = self._fast_start_line(raw[:nl].decode("latin-1"))
-                if start is not None:
-                    headers, index = parsed
-                    return self._finish_head(start, headers.copy(), index)
+                # The request line regex admits no CTL, so the line needs no other check
+                # (this is _fast_start_line, inline: it runs for nearly every request).
+                m = _REQUEST_LINE_RE.fullmatch(raw[:nl].decode("latin-1"))
+                if m is not None:
+                    start = m.groups()
+                    if len(start[1]) <= self._max_uri:
+                        headers, index = parsed
+                        return self._finish_head(start, headers.copy(), index)
         head = super()._parse_whole_head(raw)
         if head is not None and head.headers:  # type: ignore[union-attr]
             nl = raw.find(b"\r\n")
@@ -910,7 +913,10 @@ class ResponseParser(_MessageParser):
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
-        super().start_next()
+        if self._state == _S_PAUSED:  # the usual case, without the generic call
+            self._begin_next()
+        else:
+            super().start_next()
         self._head_request = request_method == "HEAD"
 
     def take_whole(self, data: bytes) -> tuple[ResponseHead, bytes] | None:

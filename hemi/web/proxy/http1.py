@@ -196,6 +196,7 @@ class Http1Proxy(Handlet):
         self._kept_fields: dict[bytes, bytes | None] = {}
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
+        self._rewrites_host = bool(self.hostname or self.colon_port)  # else the request's own Host goes on
 
     def _header_dict(self, name: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -246,8 +247,8 @@ class Http1Proxy(Handlet):
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
         # (The answer cancels itself when the client closes its side: eof_cancels in start.)
-        return _Exchange(self, backend, conn, req, resp).start(
-            self._request_head(req, self._upstream_host(req) or node.name, None))
+        host = self._upstream_host(req) if self._rewrites_host or req.is_absolute else req.authority
+        return _Exchange(self, backend, conn, req, resp).start(self._request_head(req, host or node.name, None))
 
     async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
         """Every exchange the hot path does not take (bodies, upgrades, dials, forward mode,
@@ -666,7 +667,8 @@ class _Exchange(FutureExchange):
         conn = self.conn
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
-        fut = self.new_future(conn.loop, eof_cancels=True)  # a client that leaves: the upstream connection is closed
+        # A client that leaves (or closes its side) cancels it: the upstream connection is closed.
+        fut = self.future = Deferred(conn.loop, self._cancelled, True)  # (self.new_future, inline)
         try:
             conn.write(head)
         except BackendError:
@@ -784,7 +786,7 @@ class _Exchange(FutureExchange):
             self.spawn(self.proxy._send_chunked(resp, [body], trailers))
             return
         resp.send(body)
-        self.settle()
+        self.future.set_result(True)  # (self.settle(), inline)
 
     # -- endings ----------------------------------------------------------------------------------------
     def _node_name(self) -> str:
