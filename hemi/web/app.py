@@ -91,9 +91,9 @@ class App(Component):
     # -- serving ---------------------------------------------------------------------------------------
     def dispatch(self, req: "Request", resp: "Response", start: int = 0) -> bool | Awaitable[bool]:
         """Walk the rules in order (from ``start``); the first that answers wins. Nothing
-        answers: 404. An awaitable result is True once answered, except a ``Deferred`` or an ``asyncio.Future``
-        passed up from a rule's last handlet as is: whoever awaits it reads a result other
-        than True (or None with the response sent) as "not answered" and calls
+        answers: 404. An awaitable result is True once answered, except a ``Deferred`` or an
+        ``asyncio.Future`` passed up from a rule's last handlet as is: whoever awaits it reads
+        a result other than True (or None with the response sent) as "not answered" and calls
         :meth:`fall_through`."""
         rules = self.rules
         for i in range(start, len(rules)):

@@ -48,7 +48,7 @@ from ..errors import HTTPError
 from ..exchange import BodyContent
 from ..handlet import Handlet
 from . import HOP_BY_HOP, configure_buffering_and_storer, connection_options
-from .settle import FutureExchange
+from .settle import CallbackExchange
 
 if TYPE_CHECKING:
     from ..exchange import Request, Response
@@ -179,7 +179,7 @@ class GatewayProxy(Handlet):
     def handle(self, req: "Request", resp: "Response") -> "Awaitable[bool]":
         """The hot path: a body-less request is answered from the backend connection's
         callbacks (:class:`_Exchange`), over an idle pooled connection or the first one freed
-        for it; this returns the future it settles. Anything else (a body, HEAD, a dial) is
+        for it; this returns the answer it settles. Anything else (a body, HEAD, a dial) is
         the coroutine :meth:`_serve`."""
         backend = self.backend
         assert backend is not None, "on_bind resolves the backend before anything is served"
@@ -489,7 +489,7 @@ class GatewayProxy(Handlet):
             buffered.close()
 
 
-class _Exchange(FutureExchange):
+class _Exchange(CallbackExchange):
     """The hot path of one body-less exchange, driven by callbacks: a free slot of the node
     (:class:`~hemi.net.backend.SlotCall`) starts it, and the backend connection's
     ``data_received`` feeds the reader (it is the connection's Receiver). A response complete
@@ -499,7 +499,7 @@ class _Exchange(FutureExchange):
     every other exchange from where this one is: a response to stream, a backend that closed
     or broke, a reader error, the backend's readTimeout (one mapping of failures to 502/504, in
     ``_exchange``). The proxy's ``.recvTimeout`` sweeper calls :meth:`cancel` (a 504); a client
-    that goes away cancels the future, and the backend connection is aborted.
+    that goes away cancels the answer, and the backend connection is aborted.
     """
 
     __slots__ = ("proxy", "backend", "req", "resp", "head", "conn", "reader", "received", "waiter")
@@ -518,7 +518,7 @@ class _Exchange(FutureExchange):
 
     def start(self, node: "Node", conn: BackendConn | None) -> "asyncio.Future[bool]":
         """Send on ``conn`` (taken with its slot), or queue for ``node``'s next free slot."""
-        fut = self.new_future(self.proxy._loop)
+        fut = self.new_answer(self.proxy._loop)
         if conn is not None:
             self._send(conn)
             return fut

@@ -39,7 +39,7 @@ from ..http1.codec import (CLOSED, NEED_DATA, Body, EndOfMessage, ProtocolError,
                            encode_chunk, encode_last_chunk, render_response_head)
 from .connect import open_tunnel
 from ..deferred import Deferred
-from .settle import FutureExchange
+from .settle import CallbackExchange
 from . import (HOP_BY_HOP, IDEMPOTENT, configure_buffering_and_storer, connection_options, copy_request_headers,
                forwarding_headers)
 
@@ -234,7 +234,8 @@ class Http1Proxy(Handlet):
     def handle(self, req: "Request", resp: "Response") -> Awaitable[bool]:
         """The hot path: a body-less request to the backend over an idle pooled connection is
         written here and answered from the connection's callbacks (:class:`_Exchange`); this
-        returns the future it settles. Anything else is the coroutine :meth:`_serve`."""
+        returns the answer (a :class:`~hemi.web.deferred.Deferred`) it settles. Anything else is the
+        coroutine :meth:`_serve`."""
         backend = self.backend
         if (backend is None or req.upgrade is not None or req.chunked or req.content_length
                 or req.method in _SLOW_METHODS or self.buffer_server_content or (req.is_absolute and self.forward)):
@@ -636,18 +637,18 @@ class Http1Proxy(Handlet):
                 upstream.release(conn, reusable=False)
 
 
-class _Exchange(FutureExchange):
+class _Exchange(CallbackExchange):
     """The hot path of one exchange, driven by the upstream connection's callbacks (it is the
     connection's :class:`~hemi.net.backend.Receiver`): bytes are parsed as they arrive, and a
     response that is complete in memory (sized, up to _GATHER_LIMIT) is relayed from
     ``data_received`` itself, the connection pooled first. No task, no future per read: the
-    only future is the one ``handle`` returns, settled here.
+    only handle is the answer ``handle`` returns, settled here.
 
     What the hot path does not finish goes on in a task running the coroutine code it shares
     with :meth:`Http1Proxy._serve`: a response to stream (large, chunked, or delimited by the
     close) continues in :meth:`Http1Proxy._relay` from where the parser is; a pooled connection
     found closed before any response byte retries in ``_serve``. A client that goes away
-    cancels the future (or that task), and the upstream connection is closed.
+    cancels the answer (or that task), and the upstream connection is closed.
     """
 
     __slots__ = ("proxy", "upstream", "conn", "parser", "req", "resp", "rhead", "parts", "size", "gather")
@@ -668,7 +669,7 @@ class _Exchange(FutureExchange):
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
         # A client that leaves (or closes its side) cancels it: the upstream connection is closed.
-        fut = self.future = Deferred(conn.loop, self._cancelled, True)  # (self.new_future, inline)
+        fut = self.answer = Deferred(conn.loop, self._cancelled, True)  # (self.new_answer, inline)
         try:
             conn.write(head)
         except BackendError:
@@ -786,7 +787,7 @@ class _Exchange(FutureExchange):
             self.spawn(self.proxy._send_chunked(resp, [body], trailers))
             return
         resp.send(body)
-        self.future.set_result(True)  # (self.settle(), inline)
+        self.answer.set_result(True)  # (self.settle(), inline)
 
     # -- endings ----------------------------------------------------------------------------------------
     def _node_name(self) -> str:

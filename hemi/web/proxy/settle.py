@@ -16,32 +16,32 @@ from typing import Any
 from ..deferred import Deferred
 
 
-class FutureExchange:
+class CallbackExchange:
     """The settling part of a callback-driven exchange; subclasses add the protocol."""
 
-    __slots__ = ("future", "task")
+    __slots__ = ("answer", "task")
 
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
 
-    def new_future(self, loop: asyncio.AbstractEventLoop, *, eof_cancels: bool = False) -> Deferred:
-        fut = self.future = Deferred(loop, self._cancelled, eof_cancels)
+    def new_answer(self, loop: asyncio.AbstractEventLoop, *, eof_cancels: bool = False) -> Deferred:
+        fut = self.answer = Deferred(loop, self._cancelled, eof_cancels)
         return fut
 
     def settle(self, result: bool = True) -> None:
-        self.future.set_result(result)
+        self.answer.set_result(result)
 
     def settle_error(self, exc: BaseException) -> None:
-        self.future.set_exception(exc)
+        self.answer.set_exception(exc)
 
     def spawn(self, coro: Any) -> None:
         """Go on in a task (the coroutine owns the upstream connection from now on)."""
-        task = self.task = self.future.loop.create_task(coro)
+        task = self.task = self.answer.loop.create_task(coro)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.task = None
-        fut = self.future
+        fut = self.answer
         if fut.done():
             return
         if task.cancelled():
