@@ -14,3 +14,21 @@ async def make_stage(tmp_path: Path, components: str) -> Stage:
     stage = Stage.from_text(f"stage {{ {components} }}", Dirs.under(str(tmp_path)))
     await stage.launch()
     return stage
+
+
+async def stage_with_handlet(sign: str, cls: type, text: str) -> Stage:
+    """Start the stage of config ``text`` (a whole ``stage { }``) in which ``sign`` names the
+    test's handlet class ``cls``; the sign is registered only while the config is read."""
+    import tempfile
+
+    from hemi.core.registry import registry
+
+    registry.add(sign, "handlet", cls)
+    try:
+        stage = Stage.from_text(text, Dirs.under(tempfile.mkdtemp()))
+        stage.configure()
+    finally:
+        registry.remove(sign)
+    stage.prepare()
+    await stage.start()
+    return stage

@@ -113,15 +113,6 @@ class Deferred:
             return
         self._done = True
         self.value = result
-        self.on_cancel = None
-        listener = self._listener
-        if listener is not None and self._future is None:  # the usual case: _tell, inline
-            self._listener = None
-            try:
-                listener(self)
-            except Exception:
-                log.exception("a connection failed to take an answer")
-            return
         self._tell()
 
     def set_exception(self, error: BaseException) -> None:

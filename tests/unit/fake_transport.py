@@ -55,3 +55,14 @@ class RecordingTransport:
 
     def set_protocol(self, protocol: Any) -> None:
         self.events.append(("protocol", protocol))
+
+
+def recorded_conn(stage: Any, server: str = "main") -> "tuple[Any, RecordingTransport]":
+    """A real HTTP/1 connection of ``stage``'s server, whose client transport is a recorder."""
+    from hemi.web.http1.conn import Http1Conn
+
+    srv = stage.get("server", server)
+    conn = Http1Conn(srv, srv.gates[0])
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    return conn, transport

@@ -6,20 +6,19 @@ the later rules try; errors answer as from a task. Also the raw field lines a pr
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from typing import Any
 
 import pytest
 
 import hemi.contrib._all  # noqa: F401  (registers app, rule, servers...)
-from hemi.core.registry import registry
-from hemi.core.stage import Dirs, Stage
+from hemi.core.stage import Stage
 from hemi.web.errors import HTTPError
 from hemi.web.handlet import Handlet
 from hemi.web.http1.codec import ResponseParser
 from hemi.web.http1.conn import Http1Conn
 
-from .fake_transport import RecordingTransport
+from ..stageutil import stage_with_handlet
+from .fake_transport import RecordingTransport, recorded_conn
 
 
 class _Later(Handlet):
@@ -46,18 +45,8 @@ stage {
 
 async def _serve() -> tuple[Stage, Http1Conn, RecordingTransport]:
     """A real stage, app and connection; only the client's transport is a recorder."""
-    registry.add("_testLater", "handlet", _Later)
-    try:
-        stage = Stage.from_text(CONF, Dirs.under(tempfile.mkdtemp()))
-        stage.configure()
-    finally:
-        registry.remove("_testLater")
-    stage.prepare()
-    await stage.start()
-    server = stage.get("server", "main")
-    conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
-    transport = RecordingTransport()
-    conn.connection_made(transport)
+    stage = await stage_with_handlet("_testLater", _Later, CONF)
+    conn, transport = recorded_conn(stage)
     _Later.pending.clear()
     return stage, conn, transport
 
@@ -195,18 +184,8 @@ DEFERRING_CONF = CONF.replace("_testLater", "_testDeferring")
 
 
 async def _serve_deferring() -> tuple[Stage, Http1Conn, RecordingTransport]:
-    registry.add("_testDeferring", "handlet", _Deferring)
-    try:
-        stage = Stage.from_text(DEFERRING_CONF, Dirs.under(tempfile.mkdtemp()))
-        stage.configure()
-    finally:
-        registry.remove("_testDeferring")
-    stage.prepare()
-    await stage.start()
-    server = stage.get("server", "main")
-    conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
-    transport = RecordingTransport()
-    conn.connection_made(transport)
+    stage = await stage_with_handlet("_testDeferring", _Deferring, DEFERRING_CONF)
+    conn, transport = recorded_conn(stage)
     _Deferring.pending.clear()
     _Deferring.cancelled.clear()
     return stage, conn, transport

@@ -6,18 +6,14 @@ those rules go through ``execute``."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from typing import Any
 
 import pytest
 
-import hemi.contrib._all  # noqa: F401  (registers app, rule, servers...)
-from hemi.core.registry import registry
-from hemi.core.stage import Dirs, Stage
 from hemi.web.handlet import Handlet
-from hemi.web.http1.conn import Http1Conn
 
-from .fake_transport import RecordingTransport
+from ..stageutil import stage_with_handlet
+from .fake_transport import recorded_conn
 
 
 class _Answer(Handlet):
@@ -70,26 +66,16 @@ KINDS = ["true", "false", "none-sent", "none", "junk", "raise", "coro-true", "co
 
 
 async def _answers(direct: bool) -> dict[str, bytes]:
-    registry.add("_testAnswer", "handlet", _Answer)
-    try:
-        stage = Stage.from_text(CONF, Dirs.under(tempfile.mkdtemp()))
-        stage.configure()
-    finally:
-        registry.remove("_testAnswer")
-    stage.prepare()
-    await stage.start()
+    stage = await stage_with_handlet("_testAnswer", _Answer, CONF)
     app = stage.get("app", "a")
     lone = [rule for rule in app.rules if rule.direct is not None]  # type: ignore[union-attr]
     assert len(lone) == 2  # both handlet rules; not the fixed answer
     if not direct:
         for rule in lone:
             rule.direct = None
-    server = stage.get("server", "main")
     out: dict[str, bytes] = {}
     for kind in KINDS:
-        conn = Http1Conn(server, server.gates[0])  # type: ignore[union-attr,arg-type]
-        t = RecordingTransport()
-        conn.connection_made(t)
+        conn, t = recorded_conn(stage)
         conn.data_received(f"GET /{kind} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
         for _ in range(5):
             await asyncio.sleep(0)
