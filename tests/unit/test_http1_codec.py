@@ -727,8 +727,9 @@ def test_chunked_round_trip_through_parser() -> None:
 # ---------------------------------------------------------------------------
 
 
-def _heads_on_one_connection(raws: list[bytes]) -> list[RequestHead | ProtocolError]:
-    """Each head parsed by one parser in turn, as a keep-alive connection does."""
+def _heads_on_one_connection(raws: list[bytes], bodies: list[bytes] | None = None) -> list[RequestHead | ProtocolError]:
+    """Each head parsed by one parser in turn, as a keep-alive connection does (each request's
+    body, as the parser frames it, goes to ``bodies``)."""
     p = RequestParser()
     out: list[RequestHead | ProtocolError] = []
     for raw in raws:
@@ -741,8 +742,13 @@ def _heads_on_one_connection(raws: list[bytes]) -> list[RequestHead | ProtocolEr
             continue
         assert isinstance(ev, RequestHead)
         out.append(ev)
+        body = b""
         while (rest := p.next_event()) is not PAUSED:  # its body, if any, then the next head
             assert rest is not NEED_DATA, raw
+            if isinstance(rest, Body):
+                body += rest.data
+        if bodies is not None:
+            bodies.append(body)
         p.start_next()
     return out
 
@@ -831,12 +837,22 @@ def test_one_connection_parses_like_fresh_parsers(seed: int) -> None:
     rng = random.Random(seed)
     lines = [b"GET / HTTP/1.1", b"GET /x?y HTTP/1.0", b"HEAD /h HTTP/1.1", b"OPTIONS * HTTP/1.1",
              b"GET http://other.lan/p HTTP/1.1", b"GET / HTTP/2.0", b"G@T / HTTP/1.1"]
-    sections = [b"Host: a\r\n", b"Host: a\r\nConnection: close\r\n", b"Host: a\r\nHost: b\r\n",
-                b"Host: \r\n", b"Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
-                b"Host: a\r\nExpect: 100-continue\r\n", b"Accept: */*\r\n", b"Host: a\r\nBad Name: 1\r\n"]
-    raws = [rng.choice(lines) + b"\r\n" + rng.choice(sections) + b"\r\n" for _ in range(40)]
-    for raw, head in zip(raws, _heads_on_one_connection(raws)):
+    sections = [(b"Host: a\r\n", b""), (b"Host: a\r\nConnection: close\r\n", b""), (b"Host: a\r\nHost: b\r\n", b""),
+                (b"Host: \r\n", b""), (b"Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n", b""),
+                (b"Host: a\r\nExpect: 100-continue\r\n", b""), (b"Accept: */*\r\n", b""),
+                (b"Host: a\r\nBad Name: 1\r\n", b""), (b"Host: a\r\nContent-Length: 3\r\n", b"abc"),
+                (b"Host: a\r\nTransfer-Encoding: chunked\r\n", b"3\r\nabc\r\n0\r\n\r\n")]
+    raws = []
+    for _ in range(40):
+        fields, body = rng.choice(sections)
+        raws.append(rng.choice(lines) + b"\r\n" + fields + b"\r\n" + body)
+    bodies: list[bytes] = []
+    for raw, head in zip(raws, _heads_on_one_connection(raws, bodies)):
         assert _same(head, _fresh(raw)), raw
+    # Each body framed as its own head says: what a repeated head frames wrongly shows here.
+    assert bodies == [b"abc" if raw.endswith(b"abc") or raw.endswith(b"0\r\n\r\n") and b"chunked" in raw
+                      else b"" for raw, head in zip(raws, _heads_on_one_connection(raws))
+                      if isinstance(head, RequestHead)]
 
 
 def test_a_large_field_section_is_not_remembered() -> None:

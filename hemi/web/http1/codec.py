@@ -677,7 +677,7 @@ class RequestParser(_MessageParser):
     request of its own (the classic smuggling vector).
     """
 
-    __slots__ = ("_last_host", "_max_uri", "_last_fields", "_last_parsed")
+    __slots__ = ("_last_host", "_max_uri", "_last_fields", "_last_parsed", "_last_head")
 
     def __init__(
         self,
@@ -700,6 +700,9 @@ class RequestParser(_MessageParser):
         # differs), so each connection parses them once. See _parse_whole_head.
         self._last_fields = b""
         self._last_parsed: tuple[list[tuple[str, str]], dict[str, str]] | None = None
+        # The last head made from those fields (with a Host): what _finish_head derived from
+        # them holds for the next head of the same version too. See _repeat_head.
+        self._last_head: RequestHead | None = None
 
     def _size_error(self, is_head: bool) -> ProtocolError:
         if not is_head:
@@ -725,7 +728,12 @@ class RequestParser(_MessageParser):
                     start = m.groups()
                     if len(start[1]) <= self._max_uri:
                         headers, index = parsed
-                        return self._finish_head(start, headers.copy(), index)
+                        prev = self._last_head
+                        if prev is not None and prev.version == start[2]:
+                            return self._repeat_head(start, headers.copy(), prev)
+                        head = self._finish_head(start, headers.copy(), index)
+                        self._last_head = head if head.host else None
+                        return head
         head = super()._parse_whole_head(raw)
         if head is not None and head.headers:  # type: ignore[union-attr]
             nl = raw.find(b"\r\n")
@@ -733,10 +741,31 @@ class RequestParser(_MessageParser):
                 headers = head.headers  # type: ignore[union-attr]
                 self._last_fields = raw[nl + 2:]
                 self._last_parsed = (headers.copy(), dict(headers))  # _finish_head merges repeats
+                self._last_head = head if head.host else None  # type: ignore[union-attr]
             elif parsed is not None:  # an idle connection holds no large section
                 self._last_fields = b""
                 self._last_parsed = None
+                self._last_head = None
         return head  # type: ignore[return-value]
+
+    def _repeat_head(self, start: tuple[str, ...], headers: list[tuple[str, str]], prev: RequestHead) -> RequestHead:
+        """The head of a request line of ``prev``'s version with ``prev``'s very fields:
+        everything _finish_head derives from the fields and the version (the framing, the
+        parser's state after the head, keep-alive, Expect, Upgrade, the Host it checked) is
+        ``prev``'s. Only a head with a Host is kept as ``prev``, so no check on an empty Host
+        (which depends on the target) is skipped."""
+        length = prev.content_length
+        if prev.chunked:
+            self._state = _S_CHUNK_SIZE
+        elif length:
+            self._remaining = length
+            self._state = _S_BODY
+        else:
+            self._state = _S_EOM
+        head = _RequestHeadTwin(start[0], start[1], start[2], headers, length, prev.chunked, prev.keep_alive,
+                                prev.expect_continue, prev.upgrade, prev.host)
+        head.__class__ = RequestHead
+        return head  # type: ignore[no-any-return]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
         m = _REQUEST_LINE_RE.fullmatch(line)
