@@ -15,8 +15,8 @@ import re
 
 from ...core.memo import Memo
 
-__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_name",
-           "response_value"]
+__all__ = ["NORMAL", "CONTENT_TYPE", "CONTENT_LENGTH", "DROPPED", "request_headers", "response_head",
+           "response_name", "response_value"]
 
 # What a response header name means to the server.
 NORMAL, CONTENT_TYPE, CONTENT_LENGTH, DROPPED = range(4)
@@ -81,3 +81,45 @@ def response_value(raw: bytes) -> str:
     if len(raw) <= MAX_CACHED_VALUE and len(_VALUES) < MAX_CACHED:
         _VALUES[raw] = value
     return value
+
+
+# What a response's header list means to the server, by the list's items: an app sends the
+# same few lists again and again (a JSON endpoint: its type and a length), so one dict lookup
+# replaces checking and sorting each field. Values: the end-to-end fields, the content type
+# and the app's Content-Length (None when absent).
+ResponseHead = tuple[tuple[tuple[str, str], ...], "str | None", "int | None"]
+MAX_CACHED_HEAD = 512   # bytes of names and values: a head with cookies is checked every time
+
+
+def _response_head(items: tuple) -> ResponseHead:
+    out: list[tuple[str, str]] = []
+    ctype: str | None = None
+    length: int | None = None
+    for raw, value in items:
+        name, what = _NAMES.get(raw) or response_name(raw)
+        text = _VALUES.get(value) or response_value(value)
+        if what == NORMAL:
+            out.append((name, text))
+        elif what == CONTENT_TYPE:
+            ctype = text
+        elif what == CONTENT_LENGTH:
+            if not text.isdigit() or not text.isascii():
+                raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}")
+            length = int(text)
+    return tuple(out), ctype, length
+
+
+def _worth_keeping(items: tuple, _: ResponseHead) -> bool:
+    return sum(len(raw) + len(value) for raw, value in items) <= MAX_CACHED_HEAD
+
+
+_response_heads = Memo(_response_head, MAX_CACHED, _worth_keeping)
+
+
+def response_head(headers: "list | tuple") -> ResponseHead:
+    """``(fields, content type, content length)`` for the headers of an ``http.response.start``
+    (any iterable of pairs); RuntimeError for a bad name, value or length."""
+    try:
+        return _response_heads[tuple(headers)]
+    except TypeError:  # an unhashable item (a list pair): checked, not remembered
+        return _response_head(tuple(tuple(pair) for pair in headers))

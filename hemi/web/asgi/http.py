@@ -36,7 +36,7 @@ import os
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from ..errors import HTTPError
-from .headers import _NAMES, _VALUES, CONTENT_LENGTH, CONTENT_TYPE, NORMAL, response_name, response_value
+from .headers import response_head, response_name, response_value
 from .runner import SUSPENDED
 
 if TYPE_CHECKING:
@@ -278,19 +278,16 @@ class HttpExchange:
             status = message["status"]
             if type(status) is not int or not 100 <= status <= 999:
                 raise RuntimeError(f"ASGI app sent an invalid status {status!r}")
+            headers = message.get("headers")
+            if headers:
+                fields, ctype, length = response_head(headers)
+                if fields:
+                    resp.headers.extend(fields)
+                if ctype is not None:
+                    resp.content_type = ctype
+                if length is not None:
+                    self.length = length
             resp.status = status
-            out = resp.headers
-            for raw, value in message.get("headers", ()):
-                name, what = _NAMES.get(raw) or response_name(raw)
-                text = _VALUES.get(value) or response_value(value)
-                if what == NORMAL:
-                    out.append((name, text))
-                elif what == CONTENT_TYPE:
-                    resp.content_type = text
-                elif what == CONTENT_LENGTH:
-                    if not text.isdigit():
-                        raise RuntimeError(f"ASGI app sent an invalid content-length {value!r}")
-                    self.length = int(text)
             if message.get("trailers", False):
                 self._expect_trailers()
             self.phase = HEAD
