@@ -19,6 +19,7 @@ def test_a_head_is_sorted_into_fields_type_and_length_and_repeats_the_same() -> 
     assert response_head(list(GOOD)) == (fields, ctype, length)   # a new list with the same items
     assert response_head(tuple(GOOD)) == (fields, ctype, length)
     assert response_head([[b"x-a", b"1"]]) == ((("x-a", "1"),), None, None)  # list pairs: not cached
+    assert response_head(iter([[b"x-a", b"1"]])) == ((("x-a", "1"),), None, None)  # an iterator, read once
     assert response_head([(b"x-b", b"\xe9")]) == ((("x-b", "\xe9"),), None, None)  # obs-text: latin-1
 
 

@@ -119,7 +119,8 @@ _response_heads = Memo(_response_head, MAX_CACHED, _worth_keeping)
 def response_head(headers: "list | tuple") -> ResponseHead:
     """``(fields, content type, content length)`` for the headers of an ``http.response.start``
     (any iterable of pairs); RuntimeError for a bad name, value or length."""
+    items = tuple(headers)  # (once: it may be an iterator)
     try:
-        return _response_heads[tuple(headers)]
+        return _response_heads[items]
     except TypeError:  # an unhashable item (a list pair): checked, not remembered
-        return _response_head(tuple(tuple(pair) for pair in headers))
+        return _response_head(tuple(tuple(pair) for pair in items))
