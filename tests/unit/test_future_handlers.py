@@ -227,7 +227,7 @@ def test_a_deferred_ends_the_exchange_within_the_call_that_settles_it() -> None:
 
 
 def test_a_deferred_can_be_awaited_and_an_awaiter_cancelled_cancels_it() -> None:
-    """HTTP/2 and HTTP/3 streams (and the rules' slow path) await what handlers return."""
+    """The rules' slow path (and the HTTP/2 and HTTP/3 streams to come) await what handlers return."""
     from hemi.web.deferred import Deferred
 
     async def main() -> None:
