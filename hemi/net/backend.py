@@ -226,7 +226,7 @@ class Node:
         limit = time.monotonic() - alive_timeout
         while idle:
             conn = idle.pop()
-            if conn.last_used >= limit and conn.reusable_when_idle():  # (conn.fresh, inline)
+            if conn.fresh(limit):
                 return conn
             conn.close()
         return None
@@ -737,9 +737,8 @@ class Backend(Component):
     def take(self, node: Node) -> BackendConn | None:
         """An idle connection to ``node`` now, with its slot, or None: then ``acquire(node=...)``
         (which may wait for a slot, or dial). The hot path of every proxy: no coroutine."""
-        if not node.idle or (node.max_conns and (node.in_use >= node.max_conns or node.waiters)):
-            return None  # (node.take_slot's test, inline: this runs for every proxied request)
-        node.in_use += 1
+        if not node.idle or not node.take_slot():
+            return None
         conn = node.take_idle(self.alive_timeout)
         if conn is None:
             node.free_slot()
@@ -794,10 +793,7 @@ class Backend(Component):
         if not (reusable and not self._shut and (not node.down_until or node.available)
                 and (not limit or conn.requests < limit) and node.keep(conn, self.alive_timeout)):
             conn.close()
-        if node.waiters:
-            node.free_slot()  # the slot changes hands
-        else:
-            node.in_use -= 1
+        node.free_slot()
 
     def report(self, node: Node, ok: bool) -> None:
         """Passive health: ``maxFails`` failures within ``failTimeout`` take a node out for

@@ -64,12 +64,9 @@ class Deferred:
         return self.error
 
     def result(self) -> Any:
-        if self._cancelled:
-            raise asyncio.CancelledError()
-        if not self._done:
-            raise asyncio.InvalidStateError("the result is not set yet")
-        if self.error is not None:
-            raise self.error
+        error = self.exception()
+        if error is not None:
+            raise error
         return self.value
 
     def listen(self, listener: Listener) -> None:

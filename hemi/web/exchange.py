@@ -492,20 +492,14 @@ class Response:
             self._send_head(status, None, end=True)
             return
         raw = self.raw_head
-        size = self.bytes_sent = len(body)
-        ctype = self.content_type
+        self.bytes_sent = len(body)
         if raw:  # the content type is among the raw fields
-            self.stream.send_head(status, self.headers if ctype is None else self._head_headers(), size,
-                                  body=b"" if self.head_only else body, end=True, raw=raw)  # type: ignore[call-arg]
+            self.stream.send_head(status, self._head_headers(), len(body), body=b"" if self.head_only else body,
+                                  end=True, raw=raw)  # type: ignore[call-arg]
             return
-        if ctype is None:
-            if not body:
-                self.stream.send_head(status, self.headers, 0, body=b"", end=True)
-                return
-            ctype = self.content_type = "application/octet-stream"
-        # (self._head_headers(), inline: every sized response passes here)
-        self.stream.send_head(status, [("content-type", ctype), *self.headers], size,
-                              body=b"" if self.head_only else body, end=True)
+        if self.content_type is None and body:
+            self.content_type = "application/octet-stream"
+        self.stream.send_head(status, self._head_headers(), len(body), body=b"" if self.head_only else body, end=True)
 
     def send_text(self, text: str, content_type: str = TEXT_PLAIN) -> None:
         self.send(text.encode("utf-8"), content_type)

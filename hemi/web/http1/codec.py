@@ -721,19 +721,16 @@ class RequestParser(_MessageParser):
             fields = self._last_fields
             nl = len(raw) - len(fields) - 2
             if nl > 0 and raw.endswith(fields) and raw[nl:nl + 2] == b"\r\n":
-                # The request line regex admits no CTL, so the line needs no other check
-                # (this is _fast_start_line, inline: it runs for nearly every request).
-                m = _REQUEST_LINE_RE.fullmatch(raw[:nl].decode("latin-1"))
-                if m is not None:
-                    start = m.groups()
-                    if len(start[1]) <= self._max_uri:
-                        headers, index = parsed
-                        prev = self._last_head
-                        if prev is not None and prev.version == start[2]:
-                            return self._repeat_head(start, headers.copy(), prev)
-                        head = self._finish_head(start, headers.copy(), index)
-                        self._last_head = head if head.host else None
-                        return head
+                # The request line regex admits no CTL, so the line needs no other check.
+                start = self._fast_start_line(raw[:nl].decode("latin-1"))
+                if start is not None:
+                    headers, index = parsed
+                    prev = self._last_head
+                    if prev is not None and prev.version == start[2]:
+                        return self._repeat_head(start, headers.copy(), prev)
+                    head = self._finish_head(start, headers.copy(), index)
+                    self._last_head = head if head.host else None
+                    return head
         head = super()._parse_whole_head(raw)
         if head is not None and head.headers:  # type: ignore[union-attr]
             nl = raw.find(b"\r\n")
@@ -755,17 +752,21 @@ class RequestParser(_MessageParser):
         ``prev``'s. Only a head with a Host is kept as ``prev``, so no check on an empty Host
         (which depends on the target) is skipped."""
         length = prev.content_length
-        if prev.chunked:
+        self._expect_body(length, prev.chunked)
+        head = _RequestHeadTwin(start[0], start[1], start[2], headers, length, prev.chunked, prev.keep_alive,
+                                prev.expect_continue, prev.upgrade, prev.host)
+        head.__class__ = RequestHead
+        return head  # type: ignore[no-any-return]
+
+    def _expect_body(self, length: int | None, chunked: bool) -> None:
+        """The state after a request head: its chunked or sized body, or its end."""
+        if chunked:
             self._state = _S_CHUNK_SIZE
         elif length:
             self._remaining = length
             self._state = _S_BODY
         else:
             self._state = _S_EOM
-        head = _RequestHeadTwin(start[0], start[1], start[2], headers, length, prev.chunked, prev.keep_alive,
-                                prev.expect_continue, prev.upgrade, prev.host)
-        head.__class__ = RequestHead
-        return head  # type: ignore[no-any-return]
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
         m = _REQUEST_LINE_RE.fullmatch(line)
@@ -827,13 +828,7 @@ class RequestParser(_MessageParser):
                 raise ProtocolError(400, "empty host")
 
         length, chunked = (None, False) if cl is None and te is None else _framing(cl, te, is11)
-        if chunked:
-            self._state = _S_CHUNK_SIZE
-        elif length:
-            self._remaining = length
-            self._state = _S_BODY
-        else:
-            self._state = _S_EOM
+        self._expect_body(length, chunked)
 
         # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
         keep_alive, upgrade = (is11, None) if conn is None else _connection(conn, index, is11, is11)
@@ -942,10 +937,7 @@ class ResponseParser(_MessageParser):
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
-        if self._state == _S_PAUSED:  # the usual case, without the generic call
-            self._begin_next()
-        else:
-            super().start_next()
+        super().start_next()
         self._head_request = request_method == "HEAD"
 
     def take_whole(self, data: bytes) -> tuple[ResponseHead, bytes] | None:

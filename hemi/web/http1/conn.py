@@ -383,11 +383,8 @@ class Http1Conn(Holder, asyncio.Protocol):
         that settles it (deferred.py); a future's callback runs one loop pass later."""
         if type(result) is Deferred:
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
-            if result.eof_cancels:  # (self.abort_on_eof(), inline)
-                if self.eof:
-                    self._close(abort=True)
-                else:
-                    self.eof_aborts = True
+            if result.eof_cancels:
+                self.abort_on_eof()
             result.listen(self._answered)
         elif isinstance(result, asyncio.Future):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves

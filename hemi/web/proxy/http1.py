@@ -196,7 +196,6 @@ class Http1Proxy(Handlet):
         self._kept_fields: dict[bytes, bytes | None] = {}
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
-        self._rewrites_host = bool(self.hostname or self.colon_port)  # else the request's own Host goes on
 
     def _header_dict(self, name: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -248,8 +247,8 @@ class Http1Proxy(Handlet):
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
         # (The answer cancels itself when the client closes its side: eof_cancels in start.)
-        host = self._upstream_host(req) if self._rewrites_host or req.is_absolute else req.authority
-        return _Exchange(self, backend, conn, req, resp).start(self._request_head(req, host or node.name, None))
+        return _Exchange(self, backend, conn, req, resp).start(
+            self._request_head(req, self._upstream_host(req) or node.name, None))
 
     async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
         """Every exchange the hot path does not take (bodies, upgrades, dials, forward mode,
@@ -655,7 +654,7 @@ class _Exchange(CallbackExchange):
 
     def __init__(self, proxy: Http1Proxy, upstream: Backend, conn: BackendConn, req: "Request",
                  resp: "Response") -> None:
-        self.task = None
+        super().__init__()
         self.proxy = proxy
         self.upstream = upstream
         self.conn: BackendConn | None = conn
@@ -669,7 +668,7 @@ class _Exchange(CallbackExchange):
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
         # A client that leaves (or closes its side) cancels it: the upstream connection is closed.
-        fut = self.answer = Deferred(conn.loop, self._cancelled, True)  # (self.new_answer, inline)
+        fut = self.new_answer(conn.loop, eof_cancels=True)
         try:
             conn.write(head)
         except BackendError:
@@ -787,7 +786,7 @@ class _Exchange(CallbackExchange):
             self.spawn(self.proxy._send_chunked(resp, [body], trailers))
             return
         resp.send(body)
-        self.answer.set_result(True)  # (self.settle(), inline)
+        self.settle()
 
     # -- endings ----------------------------------------------------------------------------------------
     def _node_name(self) -> str:
