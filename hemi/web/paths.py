@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+from ..core.memo import Memo
 from .errors import HTTPError
 
 
@@ -56,3 +57,14 @@ def decode_path(encoded: str) -> str:
     if trailing and result != "/":
         result += "/"
     return result
+
+
+def _origin_form(target: str) -> tuple[str, str, str]:
+    encoded, query = split_target(target)
+    return encoded, query, decode_path(encoded)
+
+
+MAX_REMEMBERED_TARGET = 256
+# An origin-form target ("/a/b?x=1") -> (encoded path, query with its '?', decoded path). A
+# site's hot URLs repeat, so each is split and decoded once; a bad one raises every time.
+origin_form = Memo(_origin_form, 4096, lambda target, _: len(target) <= MAX_REMEMBERED_TARGET).__getitem__

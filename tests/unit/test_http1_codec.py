@@ -866,3 +866,31 @@ def test_a_large_field_section_is_not_remembered() -> None:
         p.end_bodyless()
         assert (p._last_parsed is not None) == remembered
         assert len(p._last_fields) < 2048
+
+
+def test_a_remembered_request_line_is_held_to_each_parsers_uri_limit() -> None:
+    """Request lines are remembered across connections; the target length limit is each
+    parser's own, so a line another parser accepted is still refused here."""
+    line = b"GET /" + b"a" * 80 + b" HTTP/1.1\r\n"
+    roomy = _heads_on_one_connection([b"GET / HTTP/1.1\r\n" + FIELDS, line + FIELDS, line + FIELDS])
+    assert all(isinstance(h, RequestHead) for h in roomy)
+    p = RequestParser(max_uri_size=50)
+    p.feed(b"GET / HTTP/1.1\r\n" + FIELDS)
+    assert isinstance(p.next_event(), RequestHead)
+    p.end_bodyless()
+    p.feed(line + FIELDS)  # the same field section: the repeated-head path, the remembered line
+    with pytest.raises(ProtocolError) as e:
+        p.next_event()
+    assert e.value.status == 414
+
+
+def test_only_good_short_request_lines_are_remembered() -> None:
+    from hemi.web.http1 import codec
+
+    remembered = codec._request_line.__self__  # type: ignore[attr-defined]
+    good, bad, long = b"GET /good-line HTTP/1.1", b"G@T /bad-line HTTP/1.1", b"GET /" + b"l" * 300 + b" HTTP/1.1"
+    heads = _heads_on_one_connection([b"GET / HTTP/1.1\r\n" + FIELDS] + [raw + b"\r\n" + FIELDS
+                                                                          for raw in (good, bad, good, long, long)])
+    assert [type(h) for h in heads] == [RequestHead, RequestHead, ProtocolError, RequestHead, RequestHead, RequestHead]
+    assert remembered[good] == ("GET", "/good-line", "1.1")
+    assert bad not in remembered and long not in remembered

@@ -173,3 +173,23 @@ def test_known_paths_and_symlinks(tmp_path: Path) -> None:
     assert not s._known(root + "/../secret").inside
     assert s._known(root + "/a.css").ctype == "text/css; charset=utf-8"
     assert s._known(root + "/a.css") is s._known(root + "/a.css")  # remembered
+
+
+@pytest.mark.parametrize("target", ["/a/b?x=1", "/a//b/../c/", "/%E2%82%AC?q", "/", "/x?"])
+def test_origin_form_is_split_and_decode_remembered(target: str) -> None:
+    from hemi.web.paths import decode_path, origin_form, split_target
+
+    encoded, query = split_target(target)
+    assert origin_form(target) == (encoded, query, decode_path(encoded))
+    assert origin_form(target) == (encoded, query, decode_path(encoded))  # the remembered one
+
+
+@pytest.mark.parametrize("target", ["/a%zz", "/%00", "/%ff%fe"])
+def test_a_bad_origin_form_is_refused_every_time(target: str) -> None:
+    from hemi.web.errors import HTTPError
+    from hemi.web.paths import origin_form
+
+    for _ in range(2):
+        with pytest.raises(HTTPError) as e:
+            origin_form(target)
+        assert e.value.status == 400

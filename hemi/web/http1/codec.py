@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, Final
 
-from ...core.memo import remember
+from ...core.memo import Memo, remember
 
 __all__ = [
     "NEED_DATA",
@@ -658,6 +658,20 @@ class _MessageParser:
 _MAX_REMEMBERED_FIELDS: Final = 2048
 
 
+def _request_line_parts(line: bytes) -> tuple[str, ...] | None:
+    m = _REQUEST_LINE_RE.fullmatch(line.decode("latin-1"))
+    return m.groups() if m is not None else None
+
+
+# Request lines seen before, already matched: ``b"GET /path HTTP/1.1"`` -> its three parts, or
+# None. A site's hot URLs come again and again from every client, so a repeated line costs a
+# dict lookup instead of a decode and a regex. Only lines that matched and are short are kept
+# (a target is checked against each parser's own length limit on every use).
+_MAX_REMEMBERED_LINE: Final = 256
+_request_line: Final = Memo(_request_line_parts, 4096,
+                            lambda line, parts: parts is not None and len(line) <= _MAX_REMEMBERED_LINE).__getitem__
+
+
 class RequestParser(_MessageParser):
     """Incremental, strict HTTP/1.x request parser.
 
@@ -722,8 +736,8 @@ class RequestParser(_MessageParser):
             nl = len(raw) - len(fields) - 2
             if nl > 0 and raw.endswith(fields) and raw[nl:nl + 2] == b"\r\n":
                 # The request line regex admits no CTL, so the line needs no other check.
-                start = self._fast_start_line(raw[:nl].decode("latin-1"))
-                if start is not None:
+                start = _request_line(raw[:nl])
+                if start is not None and len(start[1]) <= self._max_uri:
                     headers, index = parsed
                     prev = self._last_head
                     if prev is not None and prev.version == start[2]:

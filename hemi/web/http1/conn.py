@@ -18,7 +18,7 @@ from ...net.batch import Holder, batch_for
 from ..deferred import Deferred
 from ..errors import HTTPError, error_page, reason_of
 from ..exchange import Request, Response, TEXT_HTML, split_authority
-from ..paths import decode_path, split_target
+from ..paths import origin_form
 from .codec import (NEED_DATA, PAUSED, CLOSED, Body, EndOfMessage, ProtocolError, RequestHead, RequestParser,
                     encode_chunk, encode_last_chunk)
 
@@ -444,25 +444,23 @@ class Http1Conn(Holder, asyncio.Protocol):
         target = head.target
         server = self.server
         if target[0] == "/":
-            q = target.find("?")
-            if q < 0:
-                encoded, query = target, ""
-            else:
-                encoded, query = target[:q], target[q:]
+            encoded, query, path = origin_form(target)
             authority = head.host or ""
             scheme = self.scheme
             absolute = False
         elif target == "*":
             if head.method != "OPTIONS":
                 raise HTTPError(400, "'*' is only for OPTIONS")
-            encoded, query, authority, scheme, absolute = "/", "", head.host or "", server.scheme_for(self.tls), False
+            encoded, query, path, absolute = "/", "", "/", False
+            authority, scheme = head.host or "", server.scheme_for(self.tls)
         elif head.method == "CONNECT":
             # authority-form "host:port" (RFC 9110 §9.3.6): a tunnel, opened by a forward
             # http1Proxy with .allowConnect; any other handler refuses it (405).
             host, sep, port = target.rpartition(":")
             if not sep or not host or not port.isdigit() or "/" in target or "@" in target:
                 raise HTTPError(400, "bad CONNECT target, expected host:port")
-            encoded, query, authority, scheme, absolute = "/", "", target, server.scheme_for(self.tls), False
+            encoded, query, path, absolute = "/", "", "/", False
+            authority, scheme = target, server.scheme_for(self.tls)
         else:
             scheme_part, sep, rest = target.partition("://")
             scheme_part = scheme_part.lower()
@@ -477,10 +475,9 @@ class Http1Conn(Holder, asyncio.Protocol):
             path_part = rest[end:]
             if not path_part.startswith("/"):
                 path_part = "/" + path_part
-            encoded, query = split_target(path_part)
+            encoded, query, path = origin_form(path_part)
             scheme = server.scheme_for(self.tls, scheme_part)
             absolute = True
-        path = decode_path(encoded)
         if authority != self.authority:
             # Keep-alive clients repeat their Host: split it (and find its app) once per connection.
             self.authority = authority
