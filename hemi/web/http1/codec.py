@@ -711,7 +711,8 @@ class RequestParser(_MessageParser):
         self._last_host: str | None = None  # Host already validated on this connection
         # The field section of the last head parsed whole, with its fields and their index: a
         # keep-alive client sends the same fields again and again (only the request line
-        # differs), so each connection parses them once. See _parse_whole_head.
+        # differs), so each connection parses them once. See _parse_whole_head. Kept from the
+        # CRLF that ends the request line: one endswith() finds both.
         self._last_fields = b""
         self._last_parsed: tuple[list[tuple[str, str]], dict[str, str]] | None = None
         # The last head made from those fields (with a Host): what _finish_head derived from
@@ -732,9 +733,9 @@ class RequestParser(_MessageParser):
         request's headers cannot change the next request's."""
         parsed = self._last_parsed
         if parsed is not None:
-            fields = self._last_fields
-            nl = len(raw) - len(fields) - 2
-            if nl > 0 and raw.endswith(fields) and raw[nl:nl + 2] == b"\r\n":
+            fields = self._last_fields  # with the CRLF that ends the request line
+            nl = len(raw) - len(fields)
+            if nl > 0 and raw.endswith(fields):
                 # The request line regex admits no CTL, so the line needs no other check.
                 start = _request_line(raw[:nl])
                 if start is not None and len(start[1]) <= self._max_uri:
@@ -750,7 +751,7 @@ class RequestParser(_MessageParser):
             nl = raw.find(b"\r\n")
             if len(raw) - nl <= _MAX_REMEMBERED_FIELDS:
                 headers = head.headers  # type: ignore[union-attr]
-                self._last_fields = raw[nl + 2:]
+                self._last_fields = raw[nl:]
                 self._last_parsed = (headers.copy(), dict(headers))  # _finish_head merges repeats
                 self._last_head = head if head.host else None  # type: ignore[union-attr]
             elif parsed is not None:  # an idle connection holds no large section
@@ -951,7 +952,7 @@ class ResponseParser(_MessageParser):
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
-        super().start_next()
+        _MessageParser.start_next(self)  # (named: super() costs a lookup per response on 3.11)
         self._head_request = request_method == "HEAD"
 
     def take_whole(self, data: bytes) -> tuple[ResponseHead, bytes] | None:
