@@ -931,7 +931,7 @@ class ResponseParser(_MessageParser):
     same field syntax and chunked framing.
     """
 
-    __slots__ = ("_head_request", "_keep_raw", "_raw")
+    __slots__ = ("_head_request", "_keep_raw", "_raw", "_last_whole")
 
     _ERROR_STATUS = 502
 
@@ -949,6 +949,11 @@ class ResponseParser(_MessageParser):
         # keep_raw: every ResponseHead also carries its validated field lines as bytes (``raw``).
         self._keep_raw = keep_raw
         self._raw = b""
+        # The head (with its CRLFCRLF) of the last response take_whole took, what the cache
+        # said of it, and for which kind of request: the next response usually starts with
+        # the very same bytes (an upstream's Date changes once a second), so no search, slice
+        # or hash is needed to know it.
+        self._last_whole: tuple[bytes, _CachedHead, bool] | None = None
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
@@ -966,21 +971,27 @@ class ResponseParser(_MessageParser):
         but for Date; a proxy takes it in one call instead of a feed and three events."""
         if self._state != _S_HEAD or self._pos < len(self._buf) or self._eof or self._scan or self._req:
             return None
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        hit = _RESPONSE_HEADS[self._head_request][self._keep_raw].get(data[:end])
-        if hit is None or hit[3] > self._max_headers:
-            return None
+        last = self._last_whole
+        if last is not None and last[2] == self._head_request and data.startswith(last[0]):
+            end, hit = len(last[0]), last[1]  # the head this connection's last response had
+        else:
+            end = data.find(b"\r\n\r\n") + 4
+            if end < 4:
+                return None
+            prefix = data[:end]
+            hit = _RESPONSE_HEADS[self._head_request][self._keep_raw].get(prefix[:-4])
+            if hit is None or hit[3] > self._max_headers:
+                return None
+            self._last_whole = (prefix, hit, self._head_request)
         head, state, remaining, _ = hit
-        size = len(data) - end - 4
+        size = len(data) - end
         if state == _S_BODY:
             if size != remaining:
                 return None
         elif state != _S_EOM or size:
             return None
         self._state = _S_PAUSED
-        return head, data[end + 4:]
+        return head, data[end:]
 
     def _parse_whole_head(self, raw: bytes) -> ResponseHead | None:  # type: ignore[override]
         # An upstream sends the same head again and again (a static file's: only Date changes,

@@ -29,7 +29,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Awaitable, Final
 
 from ...core.registry import backend, handlet
-from ...core.memo import remember
+from ...core.memo import Memo, remember
 from ...net.address import Address
 from ...net.backend import (Backend, bind_backend, BackendConn, BackendError, BackendTimeout, ConnectError, Node,
                             open_connection)
@@ -51,6 +51,16 @@ _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file 
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
 _GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
 _MAX_RENDERED: Final = 2048        # longer rendered request fields (big cookies) are not kept
+
+
+def _render_line(key: tuple[str, str, str]) -> bytes:
+    method, target, host = key
+    return f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n".encode("latin-1")
+
+
+# (method, target, Host) -> the upstream request line and Host field, encoded: a site's hot
+# URLs repeat, so each line is rendered once (long targets are rendered every time).
+_upstream_line = Memo(_render_line, 4096, lambda key, _: len(key[1]) <= 256).__getitem__
 _SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
 _UNKNOWN: Final = object()
 # Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
@@ -361,7 +371,7 @@ class Http1Proxy(Handlet):
         from: those of a client repeating its fields (every keep-alive client does) are looked
         up, not filtered and rendered again."""
         target = "*" if req.is_asterisk and req.method == "OPTIONS" else req.encoded_path + req.query_string
-        line = f"{req.method} {target} HTTP/1.1\r\nhost: {host}\r\n"
+        line = _upstream_line((req.method, target, host))
         if body is None and req.content_length is None and not req.chunked and req.upgrade is None:
             key = (tuple(req.headers), req.peer[0], req.scheme, req.authority)
             fields = self._rendered.get(key)
@@ -369,8 +379,8 @@ class Http1Proxy(Handlet):
                 fields = self._fields(req, None)
                 if len(fields) <= _MAX_RENDERED:
                     remember(self._rendered, key, fields, 256)
-            return line.encode("latin-1") + fields
-        return line.encode("latin-1") + self._fields(req, body)
+            return line + fields
+        return line + self._fields(req, body)
 
     def _fields(self, req: "Request", body: "BodyContent | None") -> bytes:
         """Everything after the Host line: the request's end-to-end fields, its framing, the
