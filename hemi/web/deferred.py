@@ -84,14 +84,19 @@ class Deferred:
             return False
         self._done = self._cancelled = True
         self._listener = None
-        hook = self.on_cancel
-        if hook is not None:
-            self.on_cancel = None
-            hook()
+        self._given_up()
         fut = self._future
         if fut is not None and not fut.done():
             fut.cancel()
         return True
+
+    def _given_up(self) -> None:
+        """Run the producer's clean-up for a cancel (a subclass that is its own producer
+        overrides this instead of passing ``on_cancel``)."""
+        hook = self.on_cancel
+        if hook is not None:
+            self.on_cancel = None
+            hook()
 
     def __await__(self) -> Generator[Any, None, Any]:
         if not self._done:
@@ -138,4 +143,4 @@ class Deferred:
 
 # What a rule passes up untouched from its last handlet, for the connection to wait on
 # without a task (see Rule.execute, App.dispatch).
-SETTLED_LATER = (asyncio.Future, Deferred)
+SETTLED_LATER = (Deferred, asyncio.Future)

@@ -135,6 +135,7 @@ stage {{
     tcpsBackend "fpm" {{ .nodes = ( [ "address": "@SOCK@" ] ) }}
     tcpsBackend "fpmKeep" {{ .nodes = ( [ "address": "@SOCK@", "keepConns": 2 ] ) }}
     tcpsBackend "fpmTcp" {{ .nodes = ( [ "address": "@TCP@" ] ) }}
+    tcpsBackend "fpmKeepTcp" {{ .nodes = ( [ "address": "@TCP@", "keepConns": 2 ] ) }}
     tcpsBackend "fpmSlow" {{ .nodes = ( [ "address": "@TCP@" ] ) .readTimeout = 1s }}
     app "php" {{
         .hostnames = ("*")
@@ -167,6 +168,11 @@ stage {{
         .webRoot = "{base}/www"
         rule {{ fcgiProxy {{ .toBackend = "fpmTcp" .recvTimeout = 1s }} }}
     }}
+    app "impatientKeep" {{
+        .hostnames = ("recvkeep.test")
+        .webRoot = "{base}/www"
+        rule {{ fcgiProxy {{ .toBackend = "fpmKeepTcp" .keepConn = true .recvTimeout = 1s }} }}
+    }}
     app "small" {{
         .hostnames = ("small.test")
         .webRoot = "{base}/www"
@@ -179,7 +185,7 @@ stage {{
         rule {{ fcgiProxy {{ .toBackend = "fpm" .scriptFilename = "{base}/www/front.php" }} }}
     }}
     httpxServer "main" {{ .address = "127.0.0.1:{port}" .forApps = ("php", "keep", "tcp", "buffered", "slow",
-                                                                      "impatient", "small", "front") }}
+                                                                      "impatient", "impatientKeep", "small", "front") }}
     httpxServer "tls" {{
         .address = "127.0.0.1:{port1}"
         .tlsMode = true
@@ -449,6 +455,18 @@ def test_recv_timeout_of_the_proxy_is_a_504(client: httpx.Client) -> None:
     r = client.get("/sleep.php", headers={"host": "recv.test"})
     assert r.status_code == 504
     assert time.monotonic() - started < 1.9
+
+
+def test_recv_timeout_on_a_kept_connection_is_a_504(client: httpx.Client) -> None:
+    """A body-less request over a pooled connection is answered from callbacks (no task): the
+    proxy's sweeper expires that exchange itself, which is a 504, not a client that left."""
+    headers = {"host": "recvkeep.test"}
+    assert client.get("/get.php?a=1", headers=headers).status_code == 200  # a connection pooled
+    started = time.monotonic()
+    r = client.get("/sleep.php", headers=headers)
+    assert r.status_code == 504
+    assert time.monotonic() - started < 1.9
+    assert client.get("/get.php?a=2", headers=headers).status_code == 200  # and on it goes
 
 
 def test_max_content_size_is_enforced(client: httpx.Client) -> None:

@@ -381,7 +381,7 @@ class Http1Conn(Holder, asyncio.Protocol):
         """The handler answers later: a Deferred or a future settles (no task needed), anything
         else awaitable runs in the exchange's task. A Deferred tells us within the callback
         that settles it (deferred.py); a future's callback runs one loop pass later."""
-        if type(result) is Deferred:
+        if isinstance(result, Deferred):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             if result.eof_cancels:
                 self.abort_on_eof()

@@ -160,7 +160,10 @@ class GatewayProxy(Handlet):
                     if now >= deadline:
                         del waits[task]
                         self._expired.add(task)
-                        task.cancel()
+                        if type(task) is _Exchange:
+                            task.expire()  # (cancel() is the client leaving)
+                        else:
+                            task.cancel()
 
     # -- protocol hooks (subclasses) ------------------------------------------------------------------
     def encode_head(self, req: "Request", content_length: int | None) -> bytes:
@@ -498,14 +501,14 @@ class _Exchange(CallbackExchange):
     Everything else goes on in :meth:`GatewayProxy._resume`, which runs the coroutine code of
     every other exchange from where this one is: a response to stream, a backend that closed
     or broke, a reader error, the backend's readTimeout (one mapping of failures to 502/504, in
-    ``_exchange``). The proxy's ``.recvTimeout`` sweeper calls :meth:`cancel` (a 504); a client
-    that goes away cancels the answer, and the backend connection is aborted.
+    ``_exchange``). The proxy's ``.recvTimeout`` sweeper calls :meth:`expire` (a 504); a client
+    that goes away cancels the exchange (it is its own answer), and the backend connection is aborted.
     """
 
     __slots__ = ("proxy", "backend", "req", "resp", "head", "conn", "reader", "received", "waiter")
 
     def __init__(self, proxy: GatewayProxy, backend: Backend, req: "Request", resp: "Response", head: bytes) -> None:
-        super().__init__()
+        CallbackExchange.__init__(self, proxy._loop)  # type: ignore[arg-type]
         self.proxy = proxy
         self.backend = backend
         self.req = req
@@ -516,19 +519,18 @@ class _Exchange(CallbackExchange):
         self.received = 0
         self.waiter: SlotCall | None = None
 
-    def start(self, node: "Node", conn: BackendConn | None) -> "asyncio.Future[bool]":
+    def start(self, node: "Node", conn: BackendConn | None) -> "_Exchange":
         """Send on ``conn`` (taken with its slot), or queue for ``node``'s next free slot."""
-        fut = self.new_answer(self.proxy._loop)
         if conn is not None:
             self._send(conn)
-            return fut
+            return self
         waiter = self.waiter = SlotCall(lambda: self._slot(node), self._no_slot)
         try:
             node.queue(waiter, self.backend.queue_timeout)
         except BackendError as e:
             self.waiter = None
             self.settle_error(self.proxy._fail(self.req, 502, f"cannot connect: {e}"))
-        return fut
+        return self
 
     def _slot(self, node: "Node") -> None:
         """A slot of ``node`` is ours (called inside ``free_slot``): its pooled connection, if
@@ -589,7 +591,7 @@ class _Exchange(CallbackExchange):
             node = conn.node
             self._hand_over(False, BackendTimeout(f"no data from {node.name} within readTimeout", node))
 
-    def cancel(self) -> None:
+    def expire(self) -> None:
         """``.recvTimeout`` passed (the proxy's sweeper): a 504, the connection aborted."""
         self.proxy._expired.discard(self)  # type: ignore[arg-type]
         self.abandon()

@@ -651,20 +651,21 @@ class _Exchange(CallbackExchange):
     connection's :class:`~hemi.net.backend.Receiver`): bytes are parsed as they arrive, and a
     response that is complete in memory (sized, up to _GATHER_LIMIT) is relayed from
     ``data_received`` itself, the connection pooled first. No task, no future per read: the
-    only handle is the answer ``handle`` returns, settled here.
+    exchange is itself the :class:`~hemi.web.deferred.Deferred` ``handle`` returns, settled here.
 
     What the hot path does not finish goes on in a task running the coroutine code it shares
     with :meth:`Http1Proxy._serve`: a response to stream (large, chunked, or delimited by the
     close) continues in :meth:`Http1Proxy._relay` from where the parser is; a pooled connection
     found closed before any response byte retries in ``_serve``. A client that goes away
-    cancels the answer (or that task), and the upstream connection is closed.
+    cancels the exchange (and so that task), and the upstream connection is closed.
     """
 
     __slots__ = ("proxy", "upstream", "conn", "parser", "req", "resp", "rhead", "parts", "size", "gather")
 
     def __init__(self, proxy: Http1Proxy, upstream: Backend, conn: BackendConn, req: "Request",
                  resp: "Response") -> None:
-        CallbackExchange.__init__(self)  # (named: super() costs a lookup per exchange on 3.11)
+        # A client that leaves (or closes its side) cancels it: the upstream connection is closed.
+        CallbackExchange.__init__(self, conn.loop, eof_cancels=True)
         self.proxy = proxy
         self.upstream = upstream
         self.conn: BackendConn | None = conn
@@ -677,15 +678,13 @@ class _Exchange(CallbackExchange):
         conn = self.conn
         assert conn is not None
         self.parser = response_parser(conn, self.req.method)
-        # A client that leaves (or closes its side) cancels it: the upstream connection is closed.
-        fut = self.new_answer(conn.loop, eof_cancels=True)
         try:
             conn.write(head)
         except BackendError:
             self.closed(None)  # the pooled connection is dead: retried as any stale one
-            return fut
+            return self
         conn.listen(self)
-        return fut
+        return self
 
     # -- Receiver ---------------------------------------------------------------------------------------
     def data(self, data: bytes) -> None:
