@@ -529,7 +529,7 @@ class _Exchange(CallbackExchange):
             node.queue(waiter, self.backend.queue_timeout)
         except BackendError as e:
             self.waiter = None
-            self.settle_error(self.proxy._fail(self.req, 502, f"cannot connect: {e}"))
+            self.set_exception(self.proxy._fail(self.req, 502, f"cannot connect: {e}"))
         return self
 
     def _slot(self, node: "Node") -> None:
@@ -547,7 +547,7 @@ class _Exchange(CallbackExchange):
     def _no_slot(self, exc: BaseException) -> None:
         self.waiter = None
         status = 504 if isinstance(exc, BackendTimeout) else 502
-        self.settle_error(self.proxy._fail(self.req, status, f"cannot connect: {exc}"))
+        self.set_exception(self.proxy._fail(self.req, status, f"cannot connect: {exc}"))
 
     def _send(self, conn: BackendConn) -> None:
         proxy = self.proxy
@@ -595,7 +595,7 @@ class _Exchange(CallbackExchange):
         """``.recvTimeout`` passed (the proxy's sweeper): a 504, the connection aborted."""
         self.proxy._expired.discard(self)  # type: ignore[arg-type]
         self.abandon()
-        self.settle_error(self.proxy._fail(self.req, 504, "the backend did not answer within the proxy's timeout"))
+        self.set_exception(self.proxy._fail(self.req, 504, "the backend did not answer within the proxy's timeout"))
 
     # -- endings ----------------------------------------------------------------------------------------
     def _release_conn(self) -> BackendConn:
@@ -616,18 +616,18 @@ class _Exchange(CallbackExchange):
         except GatewayError as e:
             conn.abort()
             proxy._free(conn, False)
-            self.settle_error(proxy._fail(req, 502, str(e)))
+            self.set_exception(proxy._fail(req, 502, str(e)))
             return
         proxy._release(conn, reader)
         try:
             proxy._send_whole(resp, reader.body, length)
         except GatewayError as e:
-            self.settle_error(proxy._fail(req, 502, str(e)))
+            self.set_exception(proxy._fail(req, 502, str(e)))
             return
         except Exception as e:  # the client's connection broke as we answered
-            self.settle_error(e)
+            self.set_exception(e)
             return
-        self.settle()
+        self.set_result(True)
 
     def _hand_over(self, eof: bool, error: BaseException | None) -> None:
         """Go on in ``_resume``: it owns the connection from now on."""

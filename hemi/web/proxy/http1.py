@@ -722,7 +722,7 @@ class _Exchange(CallbackExchange):
                 node.close_idle()  # its siblings from the same era are likely dead too
                 self.spawn(self.proxy._serve(self.req, self.resp, None, 1))
             else:
-                self.settle_error(HTTPError(502, f"{node.name} closed the connection without a response"))
+                self.set_exception(HTTPError(502, f"{node.name} closed the connection without a response"))
             return
         self.data(b"")  # the parser learns of the close: a cut-short response is a 502
 
@@ -795,7 +795,7 @@ class _Exchange(CallbackExchange):
             self.spawn(self.proxy._send_chunked(resp, [body], trailers))
             return
         resp.send(body)
-        self.settle()
+        self.set_result(True)
 
     # -- endings ----------------------------------------------------------------------------------------
     def _node_name(self) -> str:
@@ -808,7 +808,7 @@ class _Exchange(CallbackExchange):
 
     def _fail_with(self, exc: BaseException) -> None:
         self.abandon()
-        self.settle_error(exc)
+        self.set_exception(exc)
 
     def abandon(self) -> None:
         conn = self.conn

@@ -18,7 +18,9 @@ from ..deferred import Deferred
 
 
 class CallbackExchange(Deferred):
-    """The settling part of a callback-driven exchange; subclasses add the protocol."""
+    """The settling part of a callback-driven exchange; subclasses add the protocol. It is
+    settled as any Deferred: ``set_result(True)`` once the response is on its way, or
+    ``set_exception``."""
 
     __slots__ = ("task",)
 
@@ -26,12 +28,6 @@ class CallbackExchange(Deferred):
         # (named, not super(): the base's __init__ is a lookup less per exchange on 3.11)
         Deferred.__init__(self, loop, None, eof_cancels)
         self.task: asyncio.Task | None = None
-
-    def settle(self, result: bool = True) -> None:
-        self.set_result(result)
-
-    def settle_error(self, exc: BaseException) -> None:
-        self.set_exception(exc)
 
     def spawn(self, coro: Any) -> None:
         """Go on in a task (the coroutine owns the upstream connection from now on)."""
