@@ -325,8 +325,9 @@ class BackendConn(Holder, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
         if receiver is not None:
-            self._read_deadline = self.loop.time() + self._read_timeout
             receiver.data(data)
+            if self.receiver is receiver:  # still waiting for more: readTimeout from now
+                self._read_deadline = self.loop.time() + self._read_timeout
             return
         self._chunks.append(data)
         self._buffered += len(data)

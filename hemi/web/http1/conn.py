@@ -49,7 +49,8 @@ class Http1Conn(Holder, asyncio.Protocol):
                  "closing", "draining", "body_done", "trailers_in", "continue_sent", "out_chunked", "out_close",
                  "write_paused", "read_paused", "_drain_waiter", "_body_waiter", "requests", "clock",
                  "discarding", "timeout_kind", "send_started", "eof", "expect_pending", "discarded", "out_linger", "processing",
-                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app", "held", "held_bytes", "batch")
+                 "eof_aborts", "upgraded", "scheme", "authority", "host_port", "host_app", "held", "held_bytes", "batch",
+                 "_on_answer")
 
     def __init__(self, server: "WebServer", gate: "Gate") -> None:
         self.server = server
@@ -93,6 +94,7 @@ class Http1Conn(Holder, asyncio.Protocol):
         self.processing = False      # _process is on the stack: exchanges that end inline loop, not recurse
         self.eof_aborts = False      # the client's EOF gives the exchange up (abort_on_eof)
         self.upgraded: asyncio.BaseProtocol | None = None  # the protocol that took the connection over
+        self._on_answer = self._answered  # bound once: a proxied exchange listens with it
         # Per-connection caches of what every request on it would compute the same way.
         self.scheme = server.scheme_for(self.tls)
         self.authority: str | None = None
@@ -385,7 +387,7 @@ class Http1Conn(Holder, asyncio.Protocol):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             if result.eof_cancels:
                 self.abort_on_eof()
-            result.listen(self._answered)
+            result.listen(self._on_answer)
         elif isinstance(result, asyncio.Future):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             result.add_done_callback(self._settled)
