@@ -106,11 +106,13 @@ class App(Component):
                 else:  # one handlet: what execute() would do around it, without the call
                     req.rule = rule
                     result = direct(req, resp)
+                    if result is True or isinstance(result, SETTLED_LATER):
+                        return result  # answered, or will say so itself (the common answers)
                     if result is None:
                         if resp.sent:
                             return True
                         continue
-                    if result is not True and result is not False and not isinstance(result, SETTLED_LATER):
+                    if result is not False:
                         result = rule.settle_later(result, req, resp) if inspect.isawaitable(result) else False
                 if result is True:
                     return True

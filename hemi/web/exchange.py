@@ -75,7 +75,9 @@ class Request:
 
     def __init__(self, method: str, target: str, version: str, scheme: str, headers: list[tuple[str, str]],
                  authority: str, encoded_path: str, path: str, query_string: str, peer: tuple[str, int],
-                 stream: Stream, hostname: str | None = None, colon_port: str = "") -> None:
+                 stream: Stream, hostname: str | None = None, colon_port: str = "", server: "WebServer | None" = None,
+                 content_length: int | None = None, chunked: bool = False, keep_alive: bool = True,
+                 start_time: float = 0.0) -> None:
         self.method = method
         self.target = target
         self.version = version
@@ -91,12 +93,12 @@ class Request:
         self.query_string = query_string
         self.peer = peer
         self.stream = stream
-        self.server: WebServer | None = None
+        self.server = server
         self.app: App | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.keep_alive = True
-        self.start_time = 0.0
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.start_time = start_time
         self.rule: Any = None
 
     @property

@@ -194,6 +194,9 @@ def test_chunked_request_body_with_trailers(g) -> None:
         j = r.json()  # type: ignore[union-attr]
         assert j["body_len"] == 11 and j["body_sha"] == hashlib.sha256(b"hello world").hexdigest()
         assert j["trailers"] == [["x-check", "yes"], ["x-other", "2"]]
+        c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")  # the next request has none of them
+        j = c.read_response().json()  # type: ignore[union-attr]
+        assert j["body_len"] == 0 and j["trailers"] == []
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.read_response().body == b"ok"  # type: ignore[union-attr]
 

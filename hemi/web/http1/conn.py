@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ...core.memo import Memo
 from ...net.batch import Holder, batch_for
 from ..deferred import Deferred
 from ..errors import HTTPError, error_page, reason_of
@@ -33,6 +34,8 @@ DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and d
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
 _STATUS_LINES: dict[int, bytes] = {}
 _CTYPE_LINES: dict[str, bytes] = {}  # "content-type: <value>\r\n" for the values responses use
+# "content-length: <n>\r\n" for the lengths sent before (a site's pages and files repeat theirs).
+_length_line = Memo(lambda n: b"content-length: %d\r\n" % n, 4096).__getitem__
 
 
 def status_line(status: int) -> bytes:
@@ -351,7 +354,8 @@ class Http1Conn(Holder, asyncio.Protocol):
                 return
         else:
             self.body_done = True
-            self.trailers_in = []
+            if self.trailers_in:  # (an empty list stays: nobody adds to it)
+                self.trailers_in = []
             self.parser.end_bodyless()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
         app = self._app_for_host()
@@ -487,20 +491,16 @@ class Http1Conn(Holder, asyncio.Protocol):
             self.host_app = self._NO_APP
         hostname, colon_port = self.host_port
         req = Request(head.method, target, head.version, scheme, head.headers, authority, encoded, path, query,
-                      self.peer, self, hostname, colon_port)
-        req.server = server
-        req.content_length = head.content_length
-        req.chunked = head.chunked
+                      self.peer, self, hostname, colon_port, server, head.content_length, head.chunked,
+                      head.keep_alive, time.time())
         if head.expect_continue:
             req.expect_continue = True
         if head.upgrade is not None:
             req.upgrade = head.upgrade
-        req.keep_alive = head.keep_alive
         if absolute or target == "*":
             req.is_asterisk = target == "*" or (head.method == "OPTIONS" and encoded == "/" and
                                                 target.rstrip("/").count("/") == 2)
             req.is_absolute = absolute
-        req.start_time = time.time()
         return req
 
     _NO_APP: Any = object()
@@ -708,7 +708,7 @@ class Http1Conn(Holder, asyncio.Protocol):
         parts.append(self.clock.date_line)
         if status >= 200 and status != 204 and status != 304:
             if length is not None:
-                parts.append(b"content-length: %d\r\n" % length)
+                parts.append(_length_line(length))
             elif not end:
                 if version == "1.1":
                     parts.append(b"transfer-encoding: chunked\r\n")
