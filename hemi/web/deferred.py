@@ -10,8 +10,9 @@ has what it and the changes made with it did to the proxies).
 
 Everything that does not know the type still works: ``await deferred`` waits on a real
 future made on demand (the rules' slow path; the HTTP/2 and HTTP/3 streams to come), and
-cancelling that awaiter cancels the deferred. ``cancel()`` (the client went away) runs the
-``on_cancel`` hook at once: the producer lets go of its upstream resources then and there.
+cancelling that awaiter cancels the deferred. ``cancel()`` (the client went away) calls
+:meth:`Deferred._given_up` at once: a producer that is a Deferred (the proxies' exchanges)
+overrides it to let go of its upstream resources then and there.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ Listener = Callable[["Deferred"], None]
 class Deferred:
     """One result (True: answered), an exception, or a cancellation; set once."""
 
-    __slots__ = ("loop", "on_cancel", "eof_cancels", "value", "error", "_done", "_cancelled", "_listener", "_future")
+    __slots__ = ("loop", "eof_cancels", "value", "error", "_done", "_cancelled", "_listener", "_future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[], None] | None = None,
-                 eof_cancels: bool = False) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, eof_cancels: bool = False) -> None:
         self.loop = loop
-        self.on_cancel = on_cancel
         # The producer's wish: a client that closes its side gives the exchange up (a proxy:
         # the upstream work stops when nobody waits for it; see Http1Conn.abort_on_eof).
         self.eof_cancels = eof_cancels
@@ -91,12 +90,8 @@ class Deferred:
         return True
 
     def _given_up(self) -> None:
-        """Run the producer's clean-up for a cancel (a subclass that is its own producer
-        overrides this instead of passing ``on_cancel``)."""
-        hook = self.on_cancel
-        if hook is not None:
-            self.on_cancel = None
-            hook()
+        """The consumer gave up (``cancel()``, once, before any result): a producer that holds
+        something for the answer overrides this to let go of it."""
 
     def __await__(self) -> Generator[Any, None, Any]:
         if not self._done:
@@ -125,7 +120,6 @@ class Deferred:
         self._tell()
 
     def _tell(self) -> None:
-        self.on_cancel = None
         listener = self._listener
         if listener is not None:
             self._listener = None

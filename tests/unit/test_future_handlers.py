@@ -12,6 +12,7 @@ import pytest
 
 import hemi.contrib._all  # noqa: F401  (registers app, rule, servers...)
 from hemi.core.stage import Stage
+from hemi.web.deferred import Deferred
 from hemi.web.errors import HTTPError
 from hemi.web.handlet import Handlet
 from hemi.web.http1.codec import ResponseParser
@@ -167,15 +168,27 @@ def test_response_parser_keeps_the_raw_fields(split: int) -> None:
 # -- Deferred: the connection hears of the answer in the callback that settles it ------------------------
 
 
+class _Hooked(Deferred):
+    """A Deferred whose producer records that its consumer gave up."""
+
+    __slots__ = ("gave_up",)
+
+    def __init__(self, loop: Any, gave_up: Any) -> None:
+        super().__init__(loop)
+        self.gave_up = gave_up
+
+    def _given_up(self) -> None:
+        self.gave_up()
+
+
 class _Deferring(Handlet):
-    """Returns a Deferred the test settles; records whether its on_cancel hook ran."""
+    """Returns a Deferred the test settles; records whether its producer heard of a cancel."""
 
     pending: "list[tuple[Any, Any]]" = []
     cancelled: list[bool] = []
 
     def handle(self, req: Any, resp: Any) -> Any:
-        from hemi.web.deferred import Deferred
-        d = Deferred(asyncio.get_running_loop(), lambda: _Deferring.cancelled.append(True))
+        d = _Hooked(asyncio.get_running_loop(), lambda: _Deferring.cancelled.append(True))
         _Deferring.pending.append((d, resp))
         return d
 
@@ -228,7 +241,6 @@ def test_a_deferred_ends_the_exchange_within_the_call_that_settles_it() -> None:
 
 def test_a_deferred_can_be_awaited_and_an_awaiter_cancelled_cancels_it() -> None:
     """The rules' slow path (and the HTTP/2 and HTTP/3 streams to come) await what handlers return."""
-    from hemi.web.deferred import Deferred
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -239,7 +251,7 @@ def test_a_deferred_can_be_awaited_and_an_awaiter_cancelled_cancels_it() -> None
         assert await waiter is True
 
         hooked: list[int] = []
-        d = Deferred(loop, lambda: hooked.append(1))
+        d = _Hooked(loop, lambda: hooked.append(1))
         waiter = loop.create_task(_await(d))
         await asyncio.sleep(0)
         waiter.cancel()

@@ -26,7 +26,7 @@ class CallbackExchange(Deferred):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, eof_cancels: bool = False) -> None:
         # (named, not super(): the base's __init__ is a lookup less per exchange on 3.11)
-        Deferred.__init__(self, loop, None, eof_cancels)
+        Deferred.__init__(self, loop, eof_cancels)
         self.task: asyncio.Task | None = None
 
     def spawn(self, coro: Any) -> None:
