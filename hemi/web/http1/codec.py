@@ -737,8 +737,8 @@ class RequestParser(_MessageParser):
             nl = len(raw) - len(fields)
             if nl > 0 and raw.endswith(fields):
                 # The request line regex admits no CTL, so the line needs no other check.
-                start = _request_line(raw[:nl])
-                if start is not None and len(start[1]) <= self._max_uri:
+                start = self._known_start_line(raw[:nl])
+                if start is not None:
                     headers, index = parsed
                     prev = self._last_head
                     if prev is not None and prev.version == start[2]:
@@ -784,11 +784,13 @@ class RequestParser(_MessageParser):
             self._state = _S_EOM
 
     def _fast_start_line(self, line: str) -> tuple[str, ...] | None:
-        m = _REQUEST_LINE_RE.fullmatch(line)
-        if m is None:
-            return None
-        parts = m.groups()
-        if len(parts[1]) > self._max_uri:
+        return self._known_start_line(line.encode("latin-1"))  # (the line was latin-1 bytes)
+
+    def _known_start_line(self, line: bytes) -> tuple[str, ...] | None:
+        """The request line's parts if it is plainly valid (lines matched before are looked
+        up) and its target within this parser's limit, else None."""
+        parts = _request_line(line)
+        if parts is None or len(parts[1]) > self._max_uri:
             return None
         return parts
 
