@@ -33,8 +33,9 @@ HIGH_WATER = 1 << 20          # pause reading when this much is buffered and unr
 DISCARD_LIMIT = 256 << 10     # unread request body we are willing to read and drop to keep the connection
 LINGER = 1.0                  # seconds to keep dropping input after an error reply before closing
 _STATUS_LINES: dict[int, bytes] = {}
-_CTYPE_LINES: dict[str, bytes] = {}  # "content-type: <value>\r\n" for the values responses use
-# "content-length: <n>\r\n" for the lengths sent before (a site's pages and files repeat theirs).
+# "content-type: <value>\r\n" for the few values responses use, and "content-length: <n>\r\n"
+# for the lengths sent before (a site's pages and files repeat theirs): rendered once each.
+_ctype_line = Memo(lambda ctype: f"content-type: {ctype}\r\n".encode("latin-1", "replace"), 256).__getitem__
 _length_line = Memo(lambda n: b"content-length: %d\r\n" % n, 4096).__getitem__
 
 
@@ -344,18 +345,17 @@ class Http1Conn(Holder, asyncio.Protocol):
         self.out_close = not head.keep_alive or self.draining or (
             server.max_streams_per_conn > 0 and self.requests >= server.max_streams_per_conn) or (
             head.method == "CONNECT")  # unless a tunnel takes the connection, nothing HTTP follows a CONNECT
+        if self.trailers_in:  # the last request's (an empty list stays: nobody adds to it)
+            self.trailers_in = []
         if head.chunked or head.content_length:
             self.body_done = False
             self.discarded = 0
-            self.trailers_in = []
             if head.content_length is not None and head.content_length > server.max_content_size:
                 self._finish_with_error(HTTPError(417 if head.expect_continue else 413, "request content too large",
                                                   close=True))
                 return
         else:
             self.body_done = True
-            if self.trailers_in:  # (an empty list stays: nobody adds to it)
-                self.trailers_in = []
             self.parser.end_bodyless()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
         app = self._app_for_host()
@@ -692,14 +692,8 @@ class Http1Conn(Holder, asyncio.Protocol):
         parts = [line if line is not None else status_line(status)]
         if headers:
             if len(headers) == 1 and headers[0][0] == "content-type":
-                # The commonest head: a content type alone. Its few values are rendered once.
-                ctype = headers[0][1]
-                line = _CTYPE_LINES.get(ctype)
-                if line is None:
-                    line = f"content-type: {ctype}\r\n".encode("latin-1", "replace")
-                    if len(_CTYPE_LINES) < 256:
-                        _CTYPE_LINES[ctype] = line
-                parts.append(line)
+                # The commonest head: a content type alone.
+                parts.append(_ctype_line(headers[0][1]))
             else:
                 parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1",
                                                                                                   "replace"))
