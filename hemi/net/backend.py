@@ -158,7 +158,7 @@ class Node:
 
     def take_slot(self) -> bool:
         """Count one more connection in use if the cap allows it now and nobody waits before us."""
-        if self.max_conns and self.must_wait:  # (an uncapped node never waits)
+        if self.must_wait:
             return False
         self.in_use += 1
         return True

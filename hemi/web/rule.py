@@ -159,7 +159,7 @@ class Rule(Component):
         # socklets) is run by App.dispatch calling that handlet directly: execute() would only
         # add its checks around the one call.
         lone = not self.return_code and not self.revisers and not self.socklets and len(self.handlets) == 1
-        self.direct: Callable[["Request", "Response"], Any] | None = self.handlets[0].handle if lone else None
+        self.direct = self.handlets[0].handle if lone else None
 
     def compile(self, cond: Condition | None) -> Matcher | None:
         if cond is None:

@@ -51,6 +51,13 @@ _FILE_PIECE: Final = 256 << 10     # a buffered body is sent from its temp file 
 _MAX_STALE: Final = 4              # reused pooled connections found dead in one exchange, at most
 _GATHER_LIMIT: Final = 64 << 10    # a sized response body up to this is read whole, then sent in one write
 _MAX_RENDERED: Final = 2048        # longer rendered request fields (big cookies) are not kept
+_SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
+_UNKNOWN: Final = object()
+# Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
+_REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect", "via", "x-forwarded-for",
+                                     "x-forwarded-proto", "x-forwarded-host"}
+# Response fields our own connection writes (framing, Date, Server) or we merge (Via).
+_RESPONSE_DROP: Final = HOP_BY_HOP | {"content-length", "server", "date", "via"}
 
 
 def _render_line(key: tuple[str, str, str]) -> bytes:
@@ -61,13 +68,6 @@ def _render_line(key: tuple[str, str, str]) -> bytes:
 # (method, target, Host) -> the upstream request line and Host field, encoded: a site's hot
 # URLs repeat, so each line is rendered once (long targets are rendered every time).
 _upstream_line = Memo(_render_line, 4096, lambda key, _: len(key[1]) <= 256).__getitem__
-_SLOW_METHODS: Final = frozenset(("HEAD", "CONNECT"))  # never on the hot path
-_UNKNOWN: Final = object()
-# Request fields we generate ourselves (or merge: Via, X-Forwarded-For) instead of copying.
-_REQUEST_DROP: Final = HOP_BY_HOP | {"host", "content-length", "expect", "via", "x-forwarded-for",
-                                     "x-forwarded-proto", "x-forwarded-host"}
-# Response fields our own connection writes (framing, Date, Server) or we merge (Via).
-_RESPONSE_DROP: Final = HOP_BY_HOP | {"content-length", "server", "date", "via"}
 
 
 @backend("http1Backend")
