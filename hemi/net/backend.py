@@ -226,7 +226,7 @@ class Node:
         limit = time.monotonic() - alive_timeout
         while idle:
             conn = idle.pop()
-            if conn.fresh(limit):
+            if conn.last_used >= limit and conn.reusable_when_idle():  # conn.fresh(limit), inlined
                 return conn
             conn.close()
         return None
@@ -738,12 +738,12 @@ class Backend(Component):
     def take(self, node: Node) -> BackendConn | None:
         """An idle connection to ``node`` now, with its slot, or None: then ``acquire(node=...)``
         (which may wait for a slot, or dial). The hot path of every proxy: no coroutine."""
-        if not node.idle or not node.take_slot():
+        if not node.idle or (node.max_conns and node.must_wait):
             return None
         conn = node.take_idle(self.alive_timeout)
         if conn is None:
-            node.free_slot()
             return None
+        node.in_use += 1  # the slot, as take_slot would count it: nothing waits, the cap allows it
         conn.requests += 1
         return conn
 
@@ -794,7 +794,10 @@ class Backend(Component):
         if not (reusable and not self._shut and (not node.down_until or node.available)
                 and (not limit or conn.requests < limit) and node.keep(conn, self.alive_timeout)):
             conn.close()
-        node.free_slot()
+        if node.waiters:
+            node.free_slot()  # the slot goes to the first waiter
+        else:
+            node.in_use -= 1
 
     def report(self, node: Node, ok: bool) -> None:
         """Passive health: ``maxFails`` failures within ``failTimeout`` take a node out for

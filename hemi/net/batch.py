@@ -52,7 +52,11 @@ class Holder:
         if held is None:
             self.held = [data]
             self.held_bytes = len(data)
-            self.batch.add(self)
+            batch = self.batch  # batch.add(self), inlined: this runs for every response
+            batch.pending.append(self)
+            if not batch.scheduled:
+                batch.scheduled = True
+                batch.loop.call_soon(batch.run)
         else:  # e.g. a pipelined request answered in the same iteration
             held.append(data)
             self.held_bytes += len(data)

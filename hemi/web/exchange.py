@@ -494,14 +494,15 @@ class Response:
             self._send_head(status, None, end=True)
             return
         raw = self.raw_head
-        self.bytes_sent = len(body)
-        if raw:  # the content type is among the raw fields
-            self.stream.send_head(status, self._head_headers(), len(body), body=b"" if self.head_only else body,
-                                  end=True, raw=raw)  # type: ignore[call-arg]
+        self.bytes_sent = length = len(body)
+        if raw:  # the content type is among the raw fields (and seldom set besides: a proxy's response)
+            self.stream.send_head(status, self.headers if self.content_type is None else self._head_headers(),
+                                  length, body=b"" if self.head_only else body, end=True,
+                                  raw=raw)  # type: ignore[call-arg]
             return
         if self.content_type is None and body:
             self.content_type = "application/octet-stream"
-        self.stream.send_head(status, self._head_headers(), len(body), body=b"" if self.head_only else body, end=True)
+        self.stream.send_head(status, self._head_headers(), length, body=b"" if self.head_only else body, end=True)
 
     def send_text(self, text: str, content_type: str = TEXT_PLAIN) -> None:
         self.send(text.encode("utf-8"), content_type)

@@ -767,7 +767,10 @@ class RequestParser(_MessageParser):
         ``prev``'s. Only a head with a Host is kept as ``prev``, so no check on an empty Host
         (which depends on the target) is skipped."""
         length = prev.content_length
-        self._expect_body(length, prev.chunked)
+        if length or prev.chunked:
+            self._expect_body(length, prev.chunked)
+        else:  # the commonest head, a GET's: its end is next (no call for it)
+            self._state = _S_EOM
         head = _RequestHeadTwin(start[0], start[1], start[2], headers, length, prev.chunked, prev.keep_alive,
                                 prev.expect_continue, prev.upgrade, prev.host)
         head.__class__ = RequestHead
@@ -959,7 +962,10 @@ class ResponseParser(_MessageParser):
 
     def start_next(self, request_method: str = "GET") -> None:  # type: ignore[override]
         """Expect the response to a new request (on a kept-alive connection)."""
-        _MessageParser.start_next(self)  # (named: super() costs a lookup per response on 3.11)
+        if self._state == _S_PAUSED:  # the usual: the last response was read to its end
+            self._begin_next()
+        else:
+            _MessageParser.start_next(self)  # (named: super() costs a lookup per response on 3.11)
         self._head_request = request_method == "HEAD"
 
     def take_whole(self, data: bytes) -> tuple[ResponseHead, bytes] | None:

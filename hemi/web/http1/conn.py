@@ -358,7 +358,9 @@ class Http1Conn(Holder, asyncio.Protocol):
             self.body_done = True
             self.parser.end_bodyless()  # only resets its state: nothing is parsed while self.req is set
         self.deadline = 0.0
-        app = self._app_for_host()
+        app = self.host_app
+        if app is self._NO_APP:  # a Host not seen before on this connection
+            app = self._app_for_host()
         if app is None:
             resp.send_error(404, "no app serves this hostname")
             self._end_exchange()
@@ -390,7 +392,10 @@ class Http1Conn(Holder, asyncio.Protocol):
         if isinstance(result, Deferred):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves
             if result.eof_cancels:
-                self.abort_on_eof()
+                if self.eof:  # self.abort_on_eof(), inlined: every proxied request passes here
+                    self._close(abort=True)
+                else:
+                    self.eof_aborts = True
             result.listen(self._on_answer)
         elif isinstance(result, asyncio.Future):
             self.task = result  # type: ignore[assignment]  # cancelled as a task is when the client leaves

@@ -206,6 +206,8 @@ class Http1Proxy(Handlet):
         self._kept_fields: dict[bytes, bytes | None] = {}
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
+        # No Host rewriting configured: an origin-form request's Host goes upstream as it came.
+        self._plain_host = not (self.hostname or self.colon_port)
 
     def _header_dict(self, name: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -257,8 +259,8 @@ class Http1Proxy(Handlet):
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
         # (The answer cancels itself when the client closes its side: eof_cancels in start.)
-        return _Exchange(self, backend, conn, req, resp).start(
-            self._request_head(req, self._upstream_host(req) or node.name, None))
+        host = req.authority if self._plain_host and not req.is_absolute else self._upstream_host(req)
+        return _Exchange(self, backend, conn, req, resp).start(self._request_head(req, host or node.name, None))
 
     async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
         """Every exchange the hot path does not take (bodies, upgrades, dials, forward mode,
@@ -677,7 +679,12 @@ class _Exchange(CallbackExchange):
     def start(self, head: bytes) -> Deferred:
         conn = self.conn
         assert conn is not None
-        self.parser = response_parser(conn, self.req.method)
+        parser = conn.parser  # response_parser(conn, method), inlined: a pooled connection has one
+        if parser is None:
+            parser = conn.parser = ResponseParser(self.req.method, keep_raw=True)
+        else:
+            parser.start_next(self.req.method)
+        self.parser = parser
         try:
             conn.write(head)
         except BackendError:
@@ -785,7 +792,9 @@ class _Exchange(CallbackExchange):
         conn.unlisten()
         self.conn = None
         rhead = self.rhead
-        self.upstream.release(conn, reusable=rhead.keep_alive and rhead.version == "1.1" and not self.parser.buffered)
+        # (A body taken whole left nothing buffered: take_whole takes all of the data or none.)
+        self.upstream.release(conn, reusable=rhead.keep_alive and rhead.version == "1.1" and (
+            body is not None or not self.parser.buffered))
         resp = self.resp
         self.proxy._copy_head(rhead, resp)
         if body is None:
