@@ -52,7 +52,9 @@ class Holder:
         if held is None:
             self.held = [data]
             self.held_bytes = len(data)
-            batch = self.batch  # batch.add(self), inlined: this runs for every response
+            # Flushed once this iteration's callbacks ran (the batch's own work, done here: this
+            # runs for every response and every upstream request).
+            batch = self.batch
             batch.pending.append(self)
             if not batch.scheduled:
                 batch.scheduled = True
@@ -90,13 +92,6 @@ class WriteBatch:
         self.loop = loop
         self.pending: list[Batched] = []
         self.scheduled = False
-
-    def add(self, conn: Batched) -> None:
-        """``conn`` has started holding bytes: flush it once this iteration's callbacks ran."""
-        self.pending.append(conn)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.run)
 
     def run(self) -> None:
         self.scheduled = False

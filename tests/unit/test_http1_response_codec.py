@@ -341,3 +341,19 @@ def test_take_whole_only_starts_a_response() -> None:
     g.feed(data[:-1])
     g.next_event()
     assert g.take_whole(b"i") is None           # inside a body
+
+
+@pytest.mark.parametrize("cut", [5, 17, 36])   # in the status line, after it, inside the fields
+def test_take_whole_never_starts_over_a_head_parsed_in_part(cut: int) -> None:
+    """A head the incremental parser has begun (start line read, fields scanned) is still in
+    the buffer, so take_whole declines the rest instead of taking a cached head from it."""
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    events(data)  # the head is in the cache
+    p = ResponseParser("GET")
+    p.feed(data[:cut])
+    assert p.next_event() is NEED_DATA
+    assert p.take_whole(data) is None
+    p.feed(data[cut:])
+    head = p.next_event()
+    assert type(head) is ResponseHead and head.status == 200
+    assert p.next_event() == Body(b"hi")

@@ -16,7 +16,7 @@ import hemi.contrib._all  # noqa: F401  (registers app, rule, servers...)
 from hemi.core.stage import Dirs, Stage
 from hemi.net.address import Address
 from hemi.net.backend import BackendConn, BackendError, Node
-from hemi.net.batch import WriteBatch, batch_for
+from hemi.net.batch import Holder, WriteBatch, batch_for
 from hemi.web.http1.conn import Http1Conn
 
 from .fake_transport import RecordingTransport
@@ -177,23 +177,29 @@ def test_backend_writes_are_held_coalesced_and_flushed_before_anything_else() ->
 
 
 def test_one_failing_connection_does_not_hold_back_the_others(caplog: pytest.LogCaptureFixture) -> None:
-    class Broken:
+    class Conn(Holder):
+        def __init__(self, batch: WriteBatch) -> None:
+            self.transport = None
+            self.held = None
+            self.held_bytes = 0
+            self.batch = batch
+            self.flushed = 0
+
+    class Broken(Conn):
         def flush(self) -> None:
             raise RuntimeError("boom")
 
-    class Good:
-        flushed = 0
-
+    class Good(Conn):
         def flush(self) -> None:
             self.flushed += 1
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         batch = WriteBatch(loop)
-        good = Good()
-        batch.add(Broken())
-        batch.add(good)
-        assert batch.scheduled
+        good = Good(batch)
+        Broken(batch).hold(b"x")
+        good.hold(b"y")
+        assert batch.scheduled and len(batch.pending) == 2
         await asyncio.sleep(0)
         assert good.flushed == 1 and not batch.scheduled and batch.pending == []
         assert batch_for(loop) is batch_for(loop)

@@ -977,7 +977,8 @@ class ResponseParser(_MessageParser):
 
         Why: an upstream answers a small static file in one segment, the same head each time
         but for Date; a proxy takes it in one call instead of a feed and three events."""
-        if self._state != _S_HEAD or self._pos < len(self._buf) or self._eof or self._scan or self._req:
+        # (A head parsed partly, _scan or _req set, is still in the buffer: the second test sees it.)
+        if self._state != _S_HEAD or self._pos < len(self._buf) or self._eof:
             return None
         last = self._last_whole
         if last is not None and last[2] == self._head_request and data.startswith(last[0]):

@@ -693,24 +693,21 @@ class Http1Conn(Holder, asyncio.Protocol):
                   end: bool = False, raw: bytes = b"") -> None:
         req = self.req
         version = req.version if req is not None else "1.1"
-        line = _STATUS_LINES.get(status)
-        parts = [line if line is not None else status_line(status)]
-        if headers:
-            if len(headers) == 1 and headers[0][0] == "content-type":
-                # The commonest head: a content type alone.
-                parts.append(_ctype_line(headers[0][1]))
-            else:
-                parts.append("".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1",
-                                                                                                  "replace"))
-        if raw:
-            parts.append(raw)
-        parts.append(self.clock.date_line)
+        # The head is joined from a fixed set of pieces, absent ones empty (no list to grow).
+        line = _STATUS_LINES.get(status) or status_line(status)
+        if not headers:
+            fields = b""
+        elif len(headers) == 1 and headers[0][0] == "content-type":  # the commonest: a content type alone
+            fields = _ctype_line(headers[0][1])
+        else:
+            fields = "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1", "replace")
+        framing = b""
         if status >= 200 and status != 204 and status != 304:
             if length is not None:
-                parts.append(_length_line(length))
+                framing = _length_line(length)
             elif not end:
                 if version == "1.1":
-                    parts.append(b"transfer-encoding: chunked\r\n")
+                    framing = b"transfer-encoding: chunked\r\n"
                     # A HEAD response has no body at all, not even the last chunk.
                     self.out_chunked = req is None or req.method != "HEAD"
                 elif req is None or req.method != "HEAD":
@@ -722,14 +719,10 @@ class Http1Conn(Holder, asyncio.Protocol):
             self.out_close = True
         if self.draining:
             self.out_close = True
-        if self.out_close:
-            parts.append(b"connection: close\r\n")
-        elif version == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(self.server.server_line_end)
-        if body:
-            parts.append(body)
-        self.hold(b"".join(parts))
+        connection = b"connection: close\r\n" if self.out_close else (
+            b"connection: keep-alive\r\n" if version == "1.0" else b"")
+        self.hold(b"".join((line, fields, raw, self.clock.date_line, framing, connection, self.server.server_line_end,
+                            body)))
         if not end:
             self.send_started = self.loop.time()
 

@@ -259,7 +259,7 @@ class Http1Proxy(Handlet):
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
         # (The answer cancels itself when the client closes its side: eof_cancels in start.)
-        host = req.authority if self._plain_host and not req.is_absolute else self._upstream_host(req)
+        host = req.authority if self._plain_host else self._upstream_host(req)  # (what it would say)
         return _Exchange(self, backend, conn, req, resp).start(self._request_head(req, host or node.name, None))
 
     async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
