@@ -110,14 +110,6 @@ class Deferred:
             return
         self._done = True
         self.value = result
-        if self._future is None and self._listener is not None:  # the usual: a connection listens
-            listener = self._listener
-            self._listener = None
-            try:
-                listener(self)
-            except Exception:
-                log.exception("a connection failed to take an answer")
-            return
         self._tell()
 
     def set_exception(self, error: BaseException) -> None:
