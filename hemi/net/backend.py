@@ -738,7 +738,7 @@ class Backend(Component):
     def take(self, node: Node) -> BackendConn | None:
         """An idle connection to ``node`` now, with its slot, or None: then ``acquire(node=...)``
         (which may wait for a slot, or dial). The hot path of every proxy: no coroutine."""
-        if not node.idle or (node.max_conns and node.must_wait):
+        if not node.idle or (node.max_conns and node.must_wait):  # (the property only for a capped node)
             return None
         conn = node.take_idle(self.alive_timeout)
         if conn is None:

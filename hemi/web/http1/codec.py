@@ -767,10 +767,7 @@ class RequestParser(_MessageParser):
         ``prev``'s. Only a head with a Host is kept as ``prev``, so no check on an empty Host
         (which depends on the target) is skipped."""
         length = prev.content_length
-        if length or prev.chunked:
-            self._expect_body(length, prev.chunked)
-        else:  # the commonest head, a GET's: its end is next (no call for it)
-            self._state = _S_EOM
+        self._expect_body(length, prev.chunked)
         head = _RequestHeadTwin(start[0], start[1], start[2], headers, length, prev.chunked, prev.keep_alive,
                                 prev.expect_continue, prev.upgrade, prev.host)
         head.__class__ = RequestHead

@@ -360,7 +360,7 @@ class Http1Conn(Holder, asyncio.Protocol):
         self.deadline = 0.0
         app = self.host_app
         if app is self._NO_APP:  # a Host not seen before on this connection
-            app = self._app_for_host()
+            app = self._find_host_app()
         if app is None:
             resp.send_error(404, "no app serves this hostname")
             self._end_exchange()
@@ -510,12 +510,11 @@ class Http1Conn(Holder, asyncio.Protocol):
 
     _NO_APP: Any = object()
 
-    def _app_for_host(self) -> "Any":
-        """The app for the current request's Host (``_make_request`` keeps ``host_port`` and
-        resets ``host_app`` when the Host changes), looked up once per Host on a connection."""
-        app = self.host_app
-        if app is self._NO_APP:
-            app = self.host_app = self.server.find_app(self.host_port[0])
+    def _find_host_app(self) -> "Any":
+        """Look up the app for the current request's Host and keep it for the connection
+        (``_make_request`` keeps ``host_port`` and resets ``host_app`` to _NO_APP when the Host
+        changes, so this runs once per Host on a connection)."""
+        app = self.host_app = self.server.find_app(self.host_port[0])
         return app
 
     async def _run(self, pending: Any) -> None:

@@ -206,8 +206,7 @@ class Http1Proxy(Handlet):
         self._kept_fields: dict[bytes, bytes | None] = {}
         self._tls_backend = False
         self.forward = self.proxy_mode == "forward"
-        # No Host rewriting configured: an origin-form request's Host goes upstream as it came.
-        self._plain_host = not (self.hostname or self.colon_port)
+        self._rewrites_host = bool(self.hostname or self.colon_port)  # else the request's own Host goes on
 
     def _header_dict(self, name: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -259,7 +258,8 @@ class Http1Proxy(Handlet):
         if conn is None:  # no idle connection: dial (or wait for a slot) in the coroutine
             return self._serve(req, resp, node)
         # (The answer cancels itself when the client closes its side: eof_cancels in start.)
-        host = req.authority if self._plain_host else self._upstream_host(req)  # (what it would say)
+        # (Without a rewrite, _upstream_host returns the request's authority, absolute-form or not.)
+        host = self._upstream_host(req) if self._rewrites_host else req.authority
         return _Exchange(self, backend, conn, req, resp).start(self._request_head(req, host or node.name, None))
 
     async def _serve(self, req: "Request", resp: "Response", first: Node | None = None, stale: int = 0) -> bool:
@@ -679,12 +679,7 @@ class _Exchange(CallbackExchange):
     def start(self, head: bytes) -> Deferred:
         conn = self.conn
         assert conn is not None
-        parser = conn.parser  # response_parser(conn, method), inlined: a pooled connection has one
-        if parser is None:
-            parser = conn.parser = ResponseParser(self.req.method, keep_raw=True)
-        else:
-            parser.start_next(self.req.method)
-        self.parser = parser
+        self.parser = response_parser(conn, self.req.method)
         try:
             conn.write(head)
         except BackendError:
